@@ -1,0 +1,47 @@
+"""``fusebench list``: registered methods, metrics and datasets, with what each one is."""
+
+from __future__ import annotations
+
+import click
+
+EPILOG = """\b
+Examples:
+  fusebench list methods
+  fusebench list metrics
+  fusebench list methods 'mae*'
+"""
+
+
+@click.command(name="list", epilog=EPILOG)
+@click.argument("kind", type=click.Choice(["methods", "metrics", "datasets", "profiles"]))
+@click.argument("pattern", default="*")
+def ls(kind: str, pattern: str) -> None:
+    """List registered KIND (methods, metrics, datasets, profiles), filtered by an fnmatch PATTERN."""
+    from tabulate import tabulate
+
+    if kind == "methods":
+        from fusebench.methods import METHODS
+
+        rows = [(e.name, "yes" if e.meta.get("trainable") else "", e.meta.get("description", ""))
+                for e in METHODS if e.name in METHODS.list(pattern)]
+        headers = ["method", "trainable", "description"]
+    elif kind == "metrics":
+        from fusebench.metrics import get_metric, list_metrics
+
+        rows = []
+        for name in list_metrics(pattern):
+            spec = get_metric(name)
+            rows.append((name, "↑" if spec.higher_is_better else "↓", "yes" if spec.needs_sources else "",
+                         spec.description))
+        headers = ["metric", "better", "needs sources", "description"]
+    elif kind == "profiles":
+        from fusebench.metrics import list_profiles, profile_info
+
+        rows = [(p, profile_info(p).get("description", "")) for p in list_profiles()]
+        headers = ["profile", "description"]
+    else:
+        from fusebench.datasets import DATASETS
+
+        rows = [(e.name, e.meta.get("description", "")) for e in DATASETS if e.name in DATASETS.list(pattern)]
+        headers = ["dataset", "description"]
+    click.echo(tabulate(rows, headers=headers, tablefmt="simple"))

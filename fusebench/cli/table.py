@@ -1,0 +1,47 @@
+"""``fusebench table``: the Table-1 comparison from stored run summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+EPILOG = """\b
+Examples:
+  fusebench table --datasets all
+  fusebench table --datasets msrs,tno --metrics EN,CC,SCD,Qabf --format latex
+  fusebench table --methods mean,max,maefuse-compact --format html --output reports/compare.html
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--datasets", default="all", show_default=True, help="Comma-separated dataset keys or names, or all.")
+@click.option("--methods", default=None, help="Comma-separated row labels, in order (default: all, sorted).")
+@click.option("--metrics", default="EN,CC,SCD", show_default=True, help="Comma-separated metrics.")
+@click.option("--profile", default="fusebench", show_default=True, help="Metric profile of the results to use.")
+@click.option("--format", "fmt", type=click.Choice(["md", "latex", "html", "csv"]), default="md", show_default=True)
+@click.option("--digits", type=int, default=3, show_default=True, help="Printed decimals (marks use them too).")
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder that `fusebench run --out` wrote to.")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="File to write (default: reports/table_<profile>.<ext>).")
+def table(datasets: str, methods: str | None, metrics: str, profile: str, fmt: str, digits: int, runs: Path,
+          output: Path | None) -> None:
+    """Print a methods x (datasets x metrics) table with best/second marked, and save it under reports/."""
+    from fusebench.files import atomic_write
+    from fusebench.reports.table import EXTENSIONS, RENDERERS, build_table, collect_summaries
+
+    def split(value: str | None) -> list[str] | None:
+        return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+    try:
+        result = build_table(collect_summaries(runs, profile), datasets=split(datasets), methods=split(methods),
+                             metrics=split(metrics) or [], digits=digits)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    text = RENDERERS[fmt](result)
+    output = output or Path("reports") / f"table_{profile}.{EXTENSIONS[fmt]}"
+    with atomic_write(output, "w") as handle:
+        handle.write(text)
+    click.echo(text)
+    click.echo(f"written: {output}", err=True)

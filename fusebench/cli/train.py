@@ -1,0 +1,54 @@
+"""``fusebench train``: train a trainable method on a dataset's training pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fusebench.cli.options import data_root_option, device_option, parse_overrides
+
+EPILOG = """\b
+Examples:
+  fusebench train --method daefuse --dataset msrs --split train
+  fusebench train --method maefuse-compact --dataset msrs --split train --set stage_steps=200 --device cuda
+  fusebench train --method maefuse --dataset msrs --split train --config my_recipe.json --out runs/train/mine
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--method", "method_name", required=True, help="A trainable method (see `fusebench list methods`).")
+@click.option("--dataset", required=True, help="Dataset name or a folder with ir/ and vi/.")
+@click.option("--split", default=None, help="Dataset split, e.g. train.")
+@click.option("--subset", default=None, help="Named subset of the dataset.")
+@data_root_option
+@device_option
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder (default: runs/train/<method>/<dataset>). An existing run there is resumed.")
+@click.option("--config", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="JSON file of training settings.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override one training setting.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train(method_name: str, dataset: str, split: str | None, subset: str | None, data_root: Path | None,
+          device: str, out: Path | None, config: Path | None, settings: tuple[str, ...], seed: int,
+          progress: bool) -> None:
+    """Train METHOD on a dataset; checkpoints, loss CSV and plot go to the run folder."""
+    from fusebench.datasets import DatasetError, load_dataset
+    from fusebench.methods import METHODS
+    from fusebench.registry import UnknownNameError
+    from fusebench.training import CheckpointError, resolve_device
+
+    overrides = parse_overrides(settings, config)
+    try:
+        entry = METHODS.get(method_name)
+        if not entry.meta.get("trainable"):
+            raise click.ClickException(f"method '{method_name}' has nothing to train")
+        pairs = load_dataset(dataset, split=split, subset=subset, root=data_root)
+        out = out or Path("runs") / "train" / method_name / pairs.key
+        weights = entry.meta["train"](
+            pairs, out, device=resolve_device(device), overrides=overrides, seed=seed, progress=progress
+        )
+    except (UnknownNameError, DatasetError, CheckpointError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"weights: {weights}")

@@ -1,0 +1,116 @@
+"""One small registry type shared by methods, datasets and metrics.
+
+Entries are registered with a decorator, created by name with keyword overrides, listed with fnmatch
+patterns, and extended by third-party packages through an entry-point group (``fusebench.methods``,
+``fusebench.datasets``, ``fusebench.metrics``). Unknown names fail with a "did you mean" message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """A registered name: the factory that builds it and read-only metadata (direction, description, ...)."""
+
+    name: str
+    factory: Callable[..., T]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, key: str) -> Any:
+        # Metadata reads like attributes: ``entry.higher_is_better``.
+        meta = object.__getattribute__(self, "meta")
+        if key in meta:
+            return meta[key]
+        raise AttributeError(f"{type(self).__name__} '{self.name}' has no attribute or metadata '{key}'")
+
+
+class UnknownNameError(KeyError):
+    """Raised for a name that is not registered; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A named collection of factories of one kind (method, dataset, metric)."""
+
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, Entry[T]] = {}
+        self._aliases: dict[str, str] = {}
+        self._plugins_loaded = entry_point_group is None
+
+    def register(
+        self, name: str | None = None, *, aliases: tuple[str, ...] = (), **meta: Any
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: register a factory (class or function) under ``name`` (default: its ``__name__``)."""
+
+        def decorator(factory: Callable[..., T]) -> Callable[..., T]:
+            key = name or factory.__name__
+            if key in self._entries or key in self._aliases:
+                raise ValueError(f"{self.kind} '{key}' is already registered")
+            self._entries[key] = Entry(key, factory, MappingProxyType(dict(meta)))
+            for alias in aliases:
+                self._aliases[alias] = key
+            return factory
+
+        return decorator
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in metadata.entry_points(group=self.entry_point_group):
+            try:
+                ep.load()  # importing the module runs its register() decorators
+            except Exception as exc:  # a broken plugin must not break the built-ins
+                warnings.warn(f"could not load {self.kind} plugin '{ep.name}' ({ep.value}): {exc}", stacklevel=2)
+
+    def get(self, name: str) -> Entry[T]:
+        """The entry for ``name`` (or an alias); raises ``UnknownNameError`` with suggestions."""
+        self._load_plugins()
+        key = self._aliases.get(name, name)
+        if key in self._entries:
+            return self._entries[key]
+        known = sorted([*self._entries, *self._aliases])
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownNameError(f"Unknown {self.kind} '{name}'.{hint} Available: {', '.join(self.list())}")
+
+    def create(self, name: str, **overrides: Any) -> T:
+        """Build ``name``; ``None`` overrides are dropped so unset CLI options never beat defaults."""
+        kwargs = {k: v for k, v in overrides.items() if v is not None}
+        return self.get(name).factory(**kwargs)
+
+    def list(self, pattern: str = "*", exclude: tuple[str, ...] = ()) -> list[str]:
+        """Registered names matching the fnmatch ``pattern`` and none of ``exclude``, sorted."""
+        self._load_plugins()
+        return sorted(
+            n
+            for n in self._entries
+            if fnmatch.fnmatch(n, pattern) and not any(fnmatch.fnmatch(n, x) for x in exclude)
+        )
+
+    def __contains__(self, name: object) -> bool:
+        self._load_plugins()
+        return name in self._entries or name in self._aliases
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        self._load_plugins()
+        return iter(self._entries[n] for n in self.list())
+
+    def __len__(self) -> int:
+        self._load_plugins()
+        return len(self._entries)

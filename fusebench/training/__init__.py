@@ -1,0 +1,18 @@
+"""Pieces every trainable method shares: patches, checkpoints that resume, loss history, precision."""
+
+from fusebench.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fusebench.training.history import LossHistory, plot_history
+from fusebench.training.patches import PatchDataset
+from fusebench.training.precision import autocast, resolve_device, seed_everything
+
+__all__ = [
+    "CheckpointError",
+    "LossHistory",
+    "PatchDataset",
+    "autocast",
+    "load_checkpoint",
+    "plot_history",
+    "resolve_device",
+    "save_checkpoint",
+    "seed_everything",
+]
