@@ -1,0 +1,43 @@
+"""``fusebench figure``: qualitative grids and per-image metric distributions from run folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+EPILOG = """\b
+Examples:
+  fusebench figure grid --dataset tno --ids 01,05 --methods mean,max,maefuse-compact
+  fusebench figure box --dataset msrs.test --metric Qabf
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("kind", type=click.Choice(["grid", "box"]))
+@click.option("--dataset", required=True, help="Dataset key as in the results (tno, msrs.test, ...).")
+@click.option("--methods", default=None, help="Comma-separated row labels (default: every run on the dataset).")
+@click.option("--ids", default=None, help="grid: comma-separated pair ids (default: the first four).")
+@click.option("--metric", default="EN", show_default=True, help="box: the metric to plot.")
+@click.option("--profile", default="fusebench", show_default=True)
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="Image file (default: reports/<kind>_<dataset>[_<metric>].png).")
+def figure(kind: str, dataset: str, methods: str | None, ids: str | None, metric: str, profile: str, runs: Path,
+           output: Path | None) -> None:
+    """Draw a comparison grid (KIND=grid) or a per-image box plot of a metric (KIND=box)."""
+    from fusebench.reports.figures import comparison_grid, metric_boxplot
+
+    def split(value: str | None) -> list[str] | None:
+        return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+    try:
+        if kind == "grid":
+            path = comparison_grid(runs, dataset, output or Path("reports") / f"grid_{dataset}.png",
+                                   ids=split(ids), methods=split(methods), profile=profile)
+        else:
+            path = metric_boxplot(runs, dataset, metric, output or Path("reports") / f"box_{dataset}_{metric}.png",
+                                  methods=split(methods), profile=profile)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"written: {path}")
