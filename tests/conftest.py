@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,3 +44,16 @@ def cuda() -> torch.device:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture()
+def folder_dataset(tmp_path):
+    """Four pairs: grey and colour visible images, two sizes."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "data" / "ir").mkdir(parents=True)
+    (tmp_path / "data" / "vi").mkdir(parents=True)
+    for i, (h, w, colour) in enumerate([(48, 64, False), (48, 64, True), (57, 71, True), (57, 71, False)]):
+        Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)).save(tmp_path / "data" / "ir" / f"p{i}.png")
+        vi = rng.integers(0, 256, (h, w, 3) if colour else (h, w), dtype=np.uint8)
+        Image.fromarray(vi).save(tmp_path / "data" / "vi" / f"p{i}.png")
+    return tmp_path / "data"

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "datasets": "fusebench.cli.datasets:datasets",
     "train": "fusebench.cli.train:train",
     "pretrain-mae": "fusebench.cli.pretrain_mae:pretrain_mae",
+    "figure": "fusebench.cli.figure:figure",
 }
 
 

@@ -11,6 +11,7 @@ from fusebench.cli.options import data_root_option, device_option, parse_overrid
 EPILOG = """\b
 Examples:
   fusebench run --method mean --dataset demo
+  fusebench run --method mean,max,maefuse-compact --dataset tno,roadscene,msrs.test,llvip.test
   FUSEBENCH_DATA=../shared/datasets fusebench run --method maefuse-compact --dataset tno
   fusebench run --method folder --set path=results/CDDFuse/TNO --name cddfuse --dataset tno
   fusebench run --method max --dataset msrs --split test --metrics EN,SD,Qabf --profile tang
@@ -22,8 +23,10 @@ def _split_list(value: str | None) -> list[str] | None:
 
 
 @click.command(epilog=EPILOG)
-@click.option("--method", required=True, help="Registered method (see `fusebench list methods`).")
-@click.option("--dataset", required=True, help="Dataset name, `name.split`, or a folder with ir/ and vi/.")
+@click.option("--method", required=True,
+              help="Registered method (see `fusebench list methods`); comma-separate several.")
+@click.option("--dataset", required=True,
+              help="Dataset name, `name.split`, or a folder with ir/ and vi/; comma-separate several.")
 @click.option("--split", default=None, help="Official split (train/test) where the dataset has one.")
 @click.option("--subset", default=None, help="Named subset, e.g. tang42 for TNO.")
 @data_root_option
@@ -41,24 +44,33 @@ def _split_list(value: str | None) -> list[str] | None:
 def run(method: str, dataset: str, split: str | None, subset: str | None, data_root: Path | None, device: str,
         weights: str | None, settings: tuple[str, ...], name: str | None, metrics: str | None, profile: str,
         out: Path, seed: int, progress: bool) -> None:
-    """Fuse every pair of a dataset, save the fused PNGs, and score them (resumes interrupted runs)."""
-    from fusebench.runner import RunConfig, run as run_benchmark
+    """Fuse every pair of each dataset with each method, save the fused PNGs, and score them.
 
-    config = RunConfig(
-        method=method, dataset=dataset, name=name, split=split, subset=subset,
-        data_root=str(data_root) if data_root else None, method_options=parse_overrides(settings),
-        weights=weights, device=device, metrics=_split_list(metrics), profile=profile, out=str(out), seed=seed,
-    )
-    try:
-        result = run_benchmark(config, progress=progress)
-    except (KeyError, ValueError, RuntimeError, OSError, TypeError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    Interrupted runs resume: pairs already fused are skipped.
+    """
     import json
 
-    summary = json.loads(result.summary_path.read_text())
-    click.echo(f"{summary['method']['label']} on {summary['dataset']['key']}: fused {result.fused} pairs, "
-               f"{result.skipped} already done; profile {profile}")
-    for metric, value in summary["means"].items():
-        arrow = "↑" if summary["metrics"]["higher_is_better"][metric] else "↓"
-        click.echo(f"  {metric:>8}{arrow} {value:.4f}")
-    click.echo(f"results: {result.summary_path}")
+    from fusebench.runner import RunConfig, run as run_benchmark
+
+    methods, datasets = _split_list(method) or [], _split_list(dataset) or []
+    if name and len(methods) > 1:
+        raise click.BadParameter("--name labels a single method", param_hint="--name")
+    for method_name in methods:
+        for dataset_name in datasets:
+            config = RunConfig(
+                method=method_name, dataset=dataset_name, name=name, split=split, subset=subset,
+                data_root=str(data_root) if data_root else None, method_options=parse_overrides(settings),
+                weights=weights, device=device, metrics=_split_list(metrics), profile=profile, out=str(out),
+                seed=seed,
+            )
+            try:
+                result = run_benchmark(config, progress=progress)
+            except (KeyError, ValueError, RuntimeError, OSError, TypeError) as exc:
+                raise click.ClickException(str(exc)) from exc
+            summary = json.loads(result.summary_path.read_text())
+            click.echo(f"{summary['method']['label']} on {summary['dataset']['key']}: fused {result.fused} pairs, "
+                       f"{result.skipped} already done; profile {profile}")
+            for metric, value in summary["means"].items():
+                arrow = "↑" if summary["metrics"]["higher_is_better"][metric] else "↓"
+                click.echo(f"  {metric:>8}{arrow} {value:.4f}")
+            click.echo(f"results: {result.summary_path}")
