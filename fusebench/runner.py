@@ -14,6 +14,7 @@ Layout of one run, ``<out>/<name>/<dataset key>/`` (name: ``--name``, default th
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -73,7 +74,17 @@ def _method_fingerprint(method: FusionMethod, config: RunConfig, pairs: PairData
         "weights_sha256": sha256_file(weights) if weights and Path(weights).is_file() else None,
         "dataset": pairs.key,
         "ids_sha256": ids_hash(pairs.ids),
+        "inputs_sha256": inputs_hash(pairs),
     }
+
+
+def inputs_hash(pairs: PairDataset) -> str:
+    """Hash of every source file's path and byte size: cheap, and changes when the images are replaced."""
+    digest = hashlib.sha256()
+    for pair in pairs.pairs:
+        for path in (pair.ir, pair.vi):
+            digest.update(f"{Path(path).resolve()}\t{Path(path).stat().st_size}\n".encode())
+    return digest.hexdigest()
 
 
 def _claim_run_dir(run_dir: Path, fingerprint: dict[str, Any]) -> None:

@@ -122,3 +122,10 @@ def test_cli_run_then_table(tmp_path, folder_dataset, monkeypatch) -> None:
     best_sd = max(means, key=lambda m: means[m]["SD"])
     row = next(line for line in table_md.splitlines() if line.startswith(f"| {best_sd} |"))
     assert f"**{means[best_sd]['SD']:.3f}**" in row
+
+
+def test_replaced_source_images_are_not_resumed_over(tmp_path, folder_dataset) -> None:
+    run(_config(tmp_path, folder_dataset), progress=False)
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(folder_dataset / "ir" / "p0.png")
+    with pytest.raises(RunError, match="different inputs_sha256"):
+        run(_config(tmp_path, folder_dataset), progress=False)

@@ -19,8 +19,7 @@ VERIFY_EPILOG = """\b
 Examples:
   fusebench datasets verify demo
   fusebench datasets verify msrs --split test --data-root ../shared/datasets
-  fusebench datasets verify tno.tang42
-  fusebench datasets verify ./my_pairs
+  fusebench datasets verify tno.tang42 --notes
 """
 
 DOWNLOAD_EPILOG = """\b
