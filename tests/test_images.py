@@ -53,3 +53,12 @@ def test_write_png_is_lossless_and_atomic(tmp_path) -> None:
         write_png(tmp_path / "nan.png", np.full((3, 3), np.nan, np.float32))
     assert not (tmp_path / "nan.png").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_written_files_get_umask_permissions(tmp_path) -> None:
+    import os
+
+    write_png(tmp_path / "p.png", np.zeros((2, 2), np.float32))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~mask

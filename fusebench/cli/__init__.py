@@ -6,10 +6,15 @@ Heavy imports (torch, pandas) happen inside the commands, so ``fusebench --help`
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
 from fusebench import __version__
+
+# OpenMP threads that spin while idle slow torch's many small CPU kernels several-fold on shared machines;
+# this must be set before torch is imported, which the commands do lazily.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # command name -> "module:attribute"; each module holds one subcommand.
 SUBCOMMANDS: dict[str, str] = {
