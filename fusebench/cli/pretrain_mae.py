@@ -1,4 +1,4 @@
-"""``fusebench pretrain-mae``: pre-train an MAE backbone (masked) or retrain its decoder alone on image folders."""
+"""``fusebench pretrain-mae``: pre-train an MAE (masked) or retrain its decoder alone on image folders."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fusebench.cli.options import device_option, parse_overrides
 
 EPILOG = """\b
 Examples:
-  fusebench pretrain-mae --data datasets/natural --data datasets/msrs/train --steps 3000 --out runs/mae/compact
+  fusebench pretrain-mae --data datasets/natural --data datasets/msrs/train --steps 3000 --out runs/mae/c
   fusebench pretrain-mae --data datasets/natural --decoder-only --init runs/mae/compact/mae.safetensors \\
       --steps 1000 --out runs/mae/compact_dec
   fusebench pretrain-mae --arch large --init mae_visualize_vit_large --decoder-only --crop 640 \\
@@ -19,39 +19,82 @@ Examples:
 
 
 @click.command("pretrain-mae", epilog=EPILOG)
-@click.option("--data", "data", multiple=True, type=click.Path(path_type=Path, exists=True),
-              help="Folder of images (searched recursively) or a text file of image paths; repeatable.")
-@click.option("--exclude-list", "exclude_lists", multiple=True, type=click.Path(path_type=Path, exists=True),
-              help="CSV with an `id` column: images with these file stems are left out (e.g. test splits).")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Folder of images (searched recursively) or a text file of image paths; repeatable.",
+)
+@click.option(
+    "--exclude-list",
+    "exclude_lists",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="CSV with an `id` column: images with these file stems are left out (e.g. test splits).",
+)
 @click.option("--arch", default=None, help="MAE size: compact (default), test, base, large, huge.")
 @click.option("--init", default=None, help="Weights to start from: an MAE weights name or a file.")
-@click.option("--decoder-only", is_flag=True, default=None,
-              help="Freeze the encoder and train the decoder to reconstruct whole images (no masking).")
+@click.option(
+    "--decoder-only",
+    is_flag=True,
+    default=None,
+    help="Freeze the encoder and train the decoder to reconstruct whole images (no masking).",
+)
 @click.option("--steps", type=int, default=None, help="Optimiser steps.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--crop", type=int, default=None, help="Random crop size in pixels (a multiple of the patch).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate.")
-@click.option("--config", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="JSON file of settings.")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="JSON file of settings.",
+)
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override one setting.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Run folder; an existing run there is resumed.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder; an existing run there is resumed.",
+)
 @device_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def pretrain_mae(data: tuple[Path, ...], exclude_lists: tuple[Path, ...], arch: str | None, init: str | None,
-                 decoder_only: bool | None, steps: int | None, batch_size: int | None, crop: int | None,
-                 lr: float | None, config: Path | None, settings: tuple[str, ...], out: Path, device: str, seed: int,
-                 progress: bool) -> None:
+def pretrain_mae(
+    data: tuple[Path, ...],
+    exclude_lists: tuple[Path, ...],
+    arch: str | None,
+    init: str | None,
+    decoder_only: bool | None,
+    steps: int | None,
+    batch_size: int | None,
+    crop: int | None,
+    lr: float | None,
+    config: Path | None,
+    settings: tuple[str, ...],
+    out: Path,
+    device: str,
+    seed: int,
+    progress: bool,
+) -> None:
     """Pre-train an MAE on images; checkpoints, loss CSV/plot and mae.safetensors go to --out."""
     from fusebench.methods.base import WeightsError
     from fusebench.methods.mae.pretrain import PretrainConfig, pretrain
     from fusebench.training import CheckpointError, resolve_device
 
     overrides = parse_overrides(settings, config)
-    options = {"data": [str(p.resolve()) for p in data] or None,
-               "exclude_lists": [str(p.resolve()) for p in exclude_lists] or None, "arch": arch, "init": init,
-               "decoder_only": decoder_only, "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr}
+    options = {
+        "data": [str(p.resolve()) for p in data] or None,
+        "exclude_lists": [str(p.resolve()) for p in exclude_lists] or None,
+        "arch": arch,
+        "init": init,
+        "decoder_only": decoder_only,
+        "steps": steps,
+        "batch_size": batch_size,
+        "crop": crop,
+        "lr": lr,
+    }
     overrides.update({k: v for k, v in options.items() if v is not None})
     try:
         cfg = PretrainConfig.from_overrides(overrides)

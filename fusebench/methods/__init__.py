@@ -12,5 +12,7 @@ from fusebench.methods.base import (
 # Importing a family's module registers its methods (one module per family).
 from fusebench.methods import folder, pixel  # noqa: E402,F401
 from fusebench.methods import maefuse  # noqa: E402,F401
+from fusebench.methods import maefuse_official  # noqa: E402,F401
+from fusebench.methods import classical, daefuse  # noqa: E402,F401
 
 __all__ = ["METHODS", "FusionMethod", "WeightsError", "create_method", "list_methods", "register_method"]

@@ -1,0 +1,294 @@
+"""Pre-training the MAE on folders of images: masked (MAE) or the full-image decoder alone (MaeFuse).
+
+Two recipes, one loop:
+
+* masked: encoder + decoder, ``mask_ratio`` 0.75, per-patch pixel MSE on the hidden patches (MAE);
+* ``decoder_only``: encoder frozen, no masking, MSE over every patch (how MaeFuse retrained its 4-block
+  decoder on natural images).
+
+Any images work (grey or RGB, searched recursively); IR and visible images are simply images here. Each step
+takes random crops, so a resumed run sees the same batches (crops are a function of seed and step).
+Position tables can be shifted at random (``max_pos_offset``) so small crops cover the positions of full
+benchmark images. AdamW with linear warm-up and cosine decay; bf16 autocast on CUDA.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fusebench.files import sha256_file, write_json
+from fusebench.images import IMAGE_EXTENSIONS, read_image
+from fusebench.methods.mae.backbone import MaskedAutoencoder, build_mae
+from fusebench.methods.mae.checkpoints import is_encoder_key, load_mae_weights, save_mae
+from fusebench.methods.mae.preprocess import to_mae_input
+from fusebench.training import (
+    LossHistory,
+    autocast,
+    load_checkpoint,
+    plot_history,
+    save_checkpoint,
+    seed_everything,
+)
+
+
+@dataclass
+class PretrainConfig:
+    """Every setting of a pre-training run; stored in ``config.json`` and compared on resume."""
+
+    data: list[str] = field(
+        default_factory=list
+    )  # folders (searched recursively) or text files of image paths
+    exclude_lists: list[str] = field(
+        default_factory=list
+    )  # CSV files whose ``id`` column lists stems to skip
+    arch: str = "compact"
+    init: str | None = None  # weights to start from: MAE weights name or path
+    decoder_only: bool = False
+    mask_ratio: float = 0.75
+    steps: int = 2000
+    batch_size: int = 32
+    crop: int = 128
+    lr: float = 5e-4
+    min_lr: float = 1e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    max_pos_offset: int = 40  # shift position tables by up to this many patches (0: off)
+    precision: str = "bf16"
+    grad_checkpointing: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 100
+    export: str | None = None  # also write fp16 weights here (+ .json sidecar) at every checkpoint
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> PretrainConfig:
+        """Defaults updated by ``overrides``; unknown keys raise ValueError listing the valid ones."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ValueError(f"unknown pre-training settings {unknown}; valid settings: {', '.join(names)}")
+        cfg = cls(**overrides)
+        cfg.betas = tuple(cfg.betas)  # type: ignore[assignment]
+        cfg.data, cfg.exclude_lists = [str(p) for p in cfg.data], [str(p) for p in cfg.exclude_lists]
+        if cfg.decoder_only:
+            cfg.mask_ratio = 0.0
+        if not cfg.data:
+            raise ValueError("no training images: give at least one folder in `data`")
+        return cfg
+
+
+def find_images(sources: Sequence[str | Path], exclude_lists: Sequence[str | Path] = ()) -> list[Path]:
+    """Image files under folders (recursive, sorted) or listed in text files, minus excluded stems."""
+    excluded: set[str] = set()
+    for csv_path in exclude_lists:
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            excluded |= {row["id"] for row in csv.DictReader(handle)}
+    found: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found += sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif source.is_file():
+            found += [Path(line.strip()) for line in source.read_text().splitlines() if line.strip()]
+        else:
+            raise ValueError(f"{source}: not a folder or a list of images")
+    images = [p for p in dict.fromkeys(found) if p.stem not in excluded]
+    if not images:
+        raise ValueError(f"no images found in {list(map(str, sources))}")
+    return images
+
+
+class ImageCrops:
+    """All images decoded once to uint8 (1 or 3 channels); :meth:`batch` draws seeded random crops."""
+
+    def __init__(self, paths: Sequence[Path], crop: int) -> None:
+        self.paths, self.crop = list(paths), crop
+        self.images = [self._load(p) for p in self.paths]
+
+    @staticmethod
+    def _load(path: Path) -> Tensor:
+        arr = read_image(path)
+        if (
+            arr.ndim == 3
+            and np.array_equal(arr[..., 0], arr[..., 1])
+            and np.array_equal(arr[..., 0], arr[..., 2])
+        ):
+            arr = arr[..., 0]  # grey stored as RGB (LLVIP infrared)
+        arr = np.round(arr * 255).astype(np.uint8)
+        return torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+
+    def batch(self, size: int, gen: torch.Generator) -> Tensor:
+        """(size, 3, crop, crop) float in [0, 1]: random image, random crop, random horizontal flip."""
+        picks = torch.randint(len(self.images), (size,), generator=gen).tolist()
+        crops = []
+        for i in picks:
+            image = self.images[i]
+            _, h, w = image.shape
+            top = int(torch.randint(max(1, h - self.crop + 1), (1,), generator=gen))
+            left = int(torch.randint(max(1, w - self.crop + 1), (1,), generator=gen))
+            crop = image[:, top : top + self.crop, left : left + self.crop].float() / 255
+            pad_h, pad_w = self.crop - crop.shape[1], self.crop - crop.shape[2]
+            if pad_h or pad_w:  # image smaller than the crop
+                crop = F.pad(crop[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
+            crop = crop.expand(3, -1, -1)
+            crops.append(crop.flip(-1) if torch.rand((), generator=gen) < 0.5 else crop)
+        return torch.stack(crops)
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Linear warm-up to ``lr`` then cosine decay to ``min_lr`` at ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_model(cfg: PretrainConfig) -> MaskedAutoencoder:
+    """The MAE of ``cfg.arch``, initialised from ``cfg.init``, encoder frozen for ``decoder_only``."""
+    model = build_mae(cfg.arch, grad_checkpointing=cfg.grad_checkpointing)
+    if cfg.init:
+        load_mae_weights(model, cfg.init)
+    for name, param in model.named_parameters():
+        param.requires_grad_(not (cfg.decoder_only and is_encoder_key(name)))
+    return model
+
+
+def _optimizer(model: MaskedAutoencoder, cfg: PretrainConfig) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]  # biases, norms, mask token: no weight decay (as MAE)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def _versions() -> dict[str, str]:
+    from fusebench import __version__
+
+    return {"fusebench": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    out_dir: str | Path,
+    *,
+    device: torch.device,
+    seed: int = 0,
+    progress: bool = True,
+    on_checkpoint: Callable[[MaskedAutoencoder, int, float], None] | None = None,
+) -> Path:
+    """Run (or resume) pre-training in ``out_dir``; returns the fp32 weights ``out_dir/mae.safetensors``.
+
+    ``out_dir`` gets ``config.json``, ``checkpoint.pt`` (atomic, every ``checkpoint_every`` steps),
+    ``losses.csv`` and ``losses.png``. A checkpoint whose config differs from ``cfg`` raises ValueError.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    record = {"config": dataclasses.asdict(cfg), "seed": seed}
+    ckpt_path = out_dir / "checkpoint.pt"
+    state = (
+        load_checkpoint(ckpt_path, required=("model", "optimizer", "step", "record"))
+        if ckpt_path.exists()
+        else None
+    )
+    if state is not None and json.loads(json.dumps(state["record"])) != json.loads(json.dumps(record)):
+        raise ValueError(
+            f"{out_dir} holds a run with different settings ({state['record']}); "
+            "pick another --out folder to start a new run"
+        )
+    seed_everything(seed)
+    images = find_images(cfg.data, cfg.exclude_lists)
+    write_json(
+        out_dir / "config.json",
+        {**record, "versions": _versions(), "device": str(device), "images": len(images)},
+    )
+    data = ImageCrops(images, cfg.crop)
+    model = build_model(cfg).to(device)
+    optimizer = _optimizer(model, cfg)
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    history = LossHistory(out_dir / "losses.csv", resume_step=step if state is not None else None)
+    stage = "decoder" if cfg.decoder_only else "mae"
+    grid = cfg.crop // model.patch_size
+    started, plotted, window = time.time(), time.time(), []
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"pretrain-mae {stage}")
+    model.train()
+    while step < cfg.steps:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        x, _ = to_mae_input(data.batch(cfg.batch_size, gen), model.patch_size)
+        span = max(0, cfg.max_pos_offset - grid) + 1
+        offset = (
+            int(torch.randint(span, (1,), generator=gen)),
+            int(torch.randint(span, (1,), generator=gen)),
+        )
+        torch.manual_seed(seed * 1_000_003 + step)  # the mask shuffle
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with autocast(device, cfg.precision):
+            loss = model.forward_pretrain(x.to(device), cfg.mask_ratio, pos_offset=offset)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        window.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{window[-1]:.4f}")
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            history.log(step, stage, loss=float(np.mean(window)), lr=lr_at(step - 1, cfg))
+            window = []
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "record": record,
+                },
+            )
+            if step == cfg.steps or time.time() - plotted > 60:  # a plot costs seconds: at most once a minute
+                plot_history(
+                    out_dir / "losses.csv", out_dir / "losses.png", title=f"pretrain-mae {cfg.arch} {stage}"
+                )
+                plotted = time.time()
+            if cfg.export:
+                last = history.rows()[-1]["loss"]
+                export_snapshot(model, cfg, out_dir, step, time.time() - started, float(last))
+            if on_checkpoint is not None:
+                on_checkpoint(model, step, loss.item())
+    bar.close()
+    return save_mae(model, out_dir / "mae.safetensors", meta={**record, "steps": step})
+
+
+def export_snapshot(
+    model: MaskedAutoencoder, cfg: PretrainConfig, out_dir: Path, step: int, seconds: float, loss: float
+) -> None:
+    """fp16 weights at ``cfg.export`` plus a JSON sidecar with the recipe and the latest logged loss."""
+    target = Path(str(cfg.export))
+    recipe = {
+        "config": dataclasses.asdict(cfg),
+        "step": step,
+        "final": step == cfg.steps,
+        "loss_last_logged": loss,
+        "seconds_this_session": round(seconds, 1),
+        "versions": _versions(),
+        "run_dir": str(out_dir),
+    }
+    save_mae(model, target, half=True, meta=recipe)
+    write_json(target.with_suffix(".json"), {**recipe, "sha256": sha256_file(target)})

@@ -1,0 +1,191 @@
+"""Guided training at a tiny size: each stage does its job, locking freezes, runs resume exactly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import fusebench.methods.maefuse.train as guided
+from fusebench.datasets.base import PairDataset, pairs_from_folders
+from fusebench.images import write_png
+from fusebench.methods import create_method
+from fusebench.methods.maefuse.train import (
+    GuidedConfig,
+    set_trainable,
+    stage_parameters,
+    stage_step,
+    train_guided,
+)
+from fusebench.training import CheckpointError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread is faster than two on a shared machine (no oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+CPU = torch.device("cpu")
+TINY = {"cfm_align_steps": 2, "cfm_fusion_steps": 2, "mfm_align_steps": 2, "mfm_fusion_steps": 2,
+        "batch_size": 2, "patch_size": 32, "patches_per_image": 2, "checkpoint_every": 2, "log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> PairDataset:
+    """Three 40x48 synthetic pairs: a warm blob in IR, texture and edges in the visible image."""
+    root = tmp_path_factory.mktemp("pairs")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:48]
+    for k in range(3):
+        cy, cx = rng.integers(8, 32), rng.integers(8, 40)
+        ir = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 40.0) * 0.8 + 0.1
+        vi = 0.5 + 0.3 * np.sin(xx / (2 + k)) * (yy > 20) + 0.05 * rng.standard_normal((40, 48))
+        write_png(root / "ir" / f"{k}.png", np.clip(ir, 0, 1).astype(np.float32))
+        write_png(root / "vi" / f"{k}.png", np.clip(vi, 0, 1).astype(np.float32))
+    return PairDataset("synthetic", pairs_from_folders(root / "ir", root / "vi"), split="train")
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    smooth = torch.nn.functional.interpolate(torch.rand(4, 1, 4, 4, generator=g), size=(32, 32), mode="bilinear")
+    return smooth[:2], smooth[2:]
+
+
+def _run_stage(stage: str, steps: int, lr: float = 2e-3) -> list[float]:
+    model = create_method("maefuse-test")
+    cfg = GuidedConfig.from_overrides({}, {"lr": lr})
+    params = stage_parameters(model, stage)
+    set_trainable(model, params)
+    optimizer = guided._optimizer(params, cfg)
+    ir, vi = _batch()
+    losses = []
+    for _ in range(steps):
+        loss = stage_step(model, stage, ir, vi, cfg)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_alignment_stage_drives_the_latent_mse_down() -> None:
+    losses = _run_stage("cfm_align", 12)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_fusion_stage_lowers_the_fusion_loss() -> None:
+    losses = _run_stage("mfm_fusion", 16)
+    assert losses[-1] < 0.95 * losses[0]
+
+
+def test_hierarchical_locking_freezes_the_cfm() -> None:
+    model = create_method("maefuse-test")
+    cfg = GuidedConfig.from_overrides({}, {"lr": 1e-2})
+    cfm_before = {k: v.clone() for k, v in model.fusion.cross_model.state_dict().items()}
+    mfm_before = model.fusion.merge_model.in_proj_weight.detach().clone()
+    params = stage_parameters(model, "mfm_fusion")
+    set_trainable(model, params)
+    optimizer = guided._optimizer(params, cfg)
+    ir, vi = _batch()
+    for _ in range(3):
+        optimizer.zero_grad()
+        stage_step(model, "mfm_fusion", ir, vi, cfg)["loss"].backward()
+        optimizer.step()
+    assert not any(p.requires_grad for p in model.fusion.cross_model.parameters())
+    assert all(p.grad is None for p in model.fusion.cross_model.parameters())
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    for k, v in model.fusion.cross_model.state_dict().items():
+        assert torch.equal(v, cfm_before[k]), k
+    assert not torch.equal(model.fusion.merge_model.in_proj_weight, mfm_before)
+
+
+def test_each_stage_trains_exactly_its_parameter_set() -> None:
+    model = create_method("maefuse-test")
+    fusion = {id(p) for p in model.fusion.parameters()}
+    cfm = {id(p) for p in model.fusion.cross_model.parameters()}
+    assert {id(p) for p in stage_parameters(model, "cfm_align")} == cfm
+    assert {id(p) for p in stage_parameters(model, "mfm_fusion")} == fusion - cfm
+    assert {id(p) for p in stage_parameters(model, "direct_fusion")} == fusion
+    decoder = {id(p) for n, p in model.backbone.named_parameters() if n.startswith("decoder")}
+    assert {id(p) for p in stage_parameters(model, "decoder")} == (fusion - cfm) | decoder
+
+
+def test_direct_fusion_gives_every_fusion_parameter_a_gradient() -> None:
+    model = create_method("maefuse-test")
+    cfg = GuidedConfig()
+    set_trainable(model, stage_parameters(model, "direct_fusion"))
+    stage_step(model, "direct_fusion", *_batch(), cfg)["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.fusion.parameters())
+
+
+def test_run_folder_records_everything(pairs: PairDataset, tmp_path: Path) -> None:
+    weights = train_guided("maefuse-test", pairs, tmp_path, device=CPU, overrides={**TINY, "loss": "official"},
+                           seed=3, progress=False)
+    assert weights == tmp_path / "maefuse-test.safetensors"
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["seed"] == 3 and config["loss"] == "official" and config["mfm_fusion_steps"] == 2
+    assert "torch" in config["versions"]
+    rows = (tmp_path / "losses.csv").read_text().splitlines()
+    assert len(rows) == 1 + 8 and rows[1].startswith("1,cfm_align")
+    assert (tmp_path / "losses.png").stat().st_size > 0
+    assert all(k.startswith("fusion.") for k in load_file(str(weights)))
+    create_method("maefuse-test", weights=weights)  # the output loads strictly
+
+
+def test_interrupted_run_resumes_to_the_same_weights(pairs: PairDataset, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = train_guided("maefuse-test", pairs, tmp_path / "a", device=CPU, overrides=TINY, seed=0, progress=False)
+    calls = {"n": 0}
+    real = guided.stage_step
+
+    def crash_at_step_6(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(guided, "stage_step", crash_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train_guided("maefuse-test", pairs, tmp_path / "b", device=CPU, overrides=TINY, seed=0, progress=False)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 4
+    monkeypatch.setattr(guided, "stage_step", real)
+    resumed = train_guided("maefuse-test", pairs, tmp_path / "b", device=CPU, overrides=TINY, seed=0, progress=False)
+    a, b = load_file(str(straight)), load_file(str(resumed))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+    assert (tmp_path / "a" / "losses.csv").read_text() == (tmp_path / "b" / "losses.csv").read_text()
+
+
+def test_resume_with_other_settings_is_refused(pairs: PairDataset, tmp_path: Path) -> None:
+    train_guided("maefuse-test", pairs, tmp_path, device=CPU, overrides=TINY, seed=0, progress=False)
+    with pytest.raises(ValueError, match=r"different settings \(changed: \['alpha'\]\).*another --out"):
+        train_guided("maefuse-test", pairs, tmp_path, device=CPU, overrides={**TINY, "alpha": 2.0}, seed=0,
+                     progress=False)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(pairs: PairDataset, tmp_path: Path) -> None:
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        train_guided("maefuse-test", pairs, tmp_path, device=CPU, overrides=TINY, seed=0, progress=False)
+
+
+def test_unknown_setting_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown training settings \['stage_step'\]; valid settings: .*cfm_align_steps"):
+        GuidedConfig.from_overrides({}, {"stage_step": 3})
+    with pytest.raises(ValueError, match="loss must be"):
+        GuidedConfig.from_overrides({}, {"loss": "ssim"})
+
+
+def test_mae_crossattn_recipe_skips_alignment() -> None:
+    cfg = GuidedConfig.from_overrides(guided.RECIPES["mae-crossattn"], {})
+    assert [s for s, _, _ in cfg.schedule()] == ["direct_fusion"]
