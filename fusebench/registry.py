@@ -75,7 +75,7 @@ class Registry(Generic[T]):
         for ep in metadata.entry_points(group=self.entry_point_group):
             try:
                 ep.load()  # importing the module runs its register() decorators
-            except Exception as exc:  # a broken plugin must not break the built-ins
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the built-ins
                 warnings.warn(f"could not load {self.kind} plugin '{ep.name}' ({ep.value}): {exc}", stacklevel=2)
 
     def get(self, name: str) -> Entry[T]:

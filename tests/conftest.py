@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _shared_datasets() -> Path:
     env = os.environ.get("FUSEBENCH_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "datasets"
+    return (Path(env) if env else REPO.parent / "shared" / "datasets").resolve()
 
 
 @pytest.fixture(scope="session")

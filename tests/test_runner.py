@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,8 @@ METRICS = ["EN", "SD", "CC", "SCD", "Qabf"]
 class Flaky(FusionMethod):
     """Pixel mean that records the pairs it fuses and is interrupted on the pair named in ``fail_on``."""
 
-    calls: list[str] = []
-    fail_on: str | None = None  # a class-level switch, so both runs have the same config
+    calls: ClassVar[list[str]] = []
+    fail_on: ClassVar[str | None] = None  # a class-level switch, so both runs have the same config
 
     def fuse_batch(self, ir, vi, ids=None):  # type: ignore[no-untyped-def]
         Flaky.calls.extend(ids or [])

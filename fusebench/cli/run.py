@@ -50,7 +50,8 @@ def run(method: str, dataset: str, split: str | None, subset: str | None, data_r
     """
     import json
 
-    from fusebench.runner import RunConfig, run as run_benchmark
+    from fusebench.runner import RunConfig
+    from fusebench.runner import run as run_benchmark
 
     methods, datasets = _split_list(method) or [], _split_list(dataset) or []
     if name and len(methods) > 1:

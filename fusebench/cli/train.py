@@ -11,6 +11,7 @@ from fusebench.cli.options import data_root_option, device_option, parse_overrid
 EPILOG = """\b
 Examples:
   fusebench train --method daefuse --dataset msrs --split train
+  fusebench train --method daefuse --dataset msrs.train,llvip.train,roadscene.didfuse_train180
   fusebench train --method maefuse-compact --dataset msrs --split train --set stage_steps=200 --device cuda
   fusebench train --method maefuse --dataset msrs --split train --config my_recipe.json --out runs/train/mine
 """
@@ -18,7 +19,8 @@ Examples:
 
 @click.command(epilog=EPILOG)
 @click.option("--method", "method_name", required=True, help="A trainable method (see `fusebench list methods`).")
-@click.option("--dataset", required=True, help="Dataset name or a folder with ir/ and vi/.")
+@click.option("--dataset", required=True,
+              help="Dataset name, `name.split`, or a folder with ir/ and vi/; comma-separate several to train on all.")
 @click.option("--split", default=None, help="Dataset split, e.g. train.")
 @click.option("--subset", default=None, help="Named subset of the dataset.")
 @data_root_option
@@ -34,7 +36,7 @@ def train(method_name: str, dataset: str, split: str | None, subset: str | None,
           device: str, out: Path | None, config: Path | None, settings: tuple[str, ...], seed: int,
           progress: bool) -> None:
     """Train METHOD on a dataset; checkpoints, loss CSV and plot go to the run folder."""
-    from fusebench.datasets import DatasetError, load_dataset
+    from fusebench.datasets import DatasetError, concat_datasets, load_dataset
     from fusebench.methods import METHODS
     from fusebench.registry import UnknownNameError
     from fusebench.training import CheckpointError, resolve_device
@@ -44,7 +46,8 @@ def train(method_name: str, dataset: str, split: str | None, subset: str | None,
         entry = METHODS.get(method_name)
         if not entry.meta.get("trainable"):
             raise click.ClickException(f"method '{method_name}' has nothing to train")
-        pairs = load_dataset(dataset, split=split, subset=subset, root=data_root)
+        names = [d.strip() for d in dataset.split(",") if d.strip()]
+        pairs = concat_datasets([load_dataset(n, split=split, subset=subset, root=data_root) for n in names])
         out = out or Path("runs") / "train" / method_name / pairs.key
         weights = entry.meta["train"](
             pairs, out, device=resolve_device(device), overrides=overrides, seed=seed, progress=progress

@@ -141,6 +141,14 @@ class PairDataset(Dataset[Sample]):
         return f"PairDataset({self.key!r}, {len(self)} pairs, root={str(self.root)!r})"
 
 
+def concat_datasets(parts: Sequence[PairDataset]) -> PairDataset:
+    """One dataset of several (for training on e.g. MSRS train + LLVIP train); ids become ``key:id``."""
+    if len(parts) == 1:
+        return parts[0]
+    pairs = [Pair(f"{part.key}:{p.id}", p.ir, p.vi) for part in parts for p in part.pairs]
+    return PairDataset("+".join(part.key for part in parts), pairs, info={"parts": [part.key for part in parts]})
+
+
 def load_pair(pair: Pair) -> Sample:
     """Decode one pair; size mismatches raise an ImageError naming both files."""
     ir = read_image(pair.ir, mode="grey")

@@ -39,17 +39,29 @@ def pad(x: Tensor, ph: int, pw: int, mode: Padding) -> Tensor:
     raise ValueError(f"Unknown padding mode {mode!r}")
 
 
-def correlate1d(x: Tensor, weights: Sequence[float] | Tensor, dim: int) -> Tensor:
-    """'valid' 1-D correlation along ``dim`` (-1 or -2) by shifted slices; output shrinks by len(weights)-1."""
+def _tap(x: Tensor, dim: int, start: int, n: int, step: int) -> Tensor:
+    """``n`` entries of ``x`` along ``dim`` from ``start`` every ``step`` (a view)."""
+    if step == 1:
+        return x.narrow(dim, start, n)
+    index = [slice(None)] * x.ndim
+    index[dim] = slice(start, start + (n - 1) * step + 1, step)
+    return x[tuple(index)]
+
+
+def correlate1d(x: Tensor, weights: Sequence[float] | Tensor, dim: int, step: int = 1,
+                out: Tensor | None = None) -> Tensor:
+    """'valid' 1-D correlation along ``dim`` (-1 or -2) by shifted slices, keeping every ``step``-th output
+    (bit-identical to subsampling the full result); written into ``out`` when given."""
     w = weights.tolist() if isinstance(weights, Tensor) else list(weights)
-    n = x.shape[dim] - len(w) + 1
+    n = (x.shape[dim] - len(w)) // step + 1
     taps = [(k, wk) for k, wk in enumerate(w) if wk != 0.0]
     if not taps:
-        return x.narrow(dim, 0, n) * 0.0
+        return _tap(x, dim, 0, n, step) * 0.0 if out is None else out.zero_()
     k0, w0 = taps[0]
-    out = x.narrow(dim, k0, n) * w0
+    first = _tap(x, dim, k0, n, step)
+    out = first * w0 if out is None else torch.mul(first, w0, out=out)
     for k, wk in taps[1:]:
-        out.add_(x.narrow(dim, k, n), alpha=wk)  # in place: one pass over memory per tap
+        out.add_(_tap(x, dim, k, n, step), alpha=wk)  # in place: one pass over memory per tap
     return out
 
 
@@ -57,25 +69,32 @@ _CHUNK_BYTES = 1 << 22  # filter ~4 MB of planes at a time so each tap pass stay
 
 
 def separable(x: Tensor, rows: Sequence[float] | Tensor, cols: Sequence[float] | Tensor,
-              padding: Padding = "valid") -> Tensor:
-    """Correlate with the outer product ``rows[:, None] * cols[None, :]`` (rows act along H, cols along W)."""
+              padding: Padding = "valid", step: int = 1) -> Tensor:
+    """Correlate with the outer product ``rows[:, None] * cols[None, :]`` (rows act along H, cols along W),
+    keeping every ``step``-th output along H and W (``[..., ::step, ::step]`` of the full result, computed
+    directly)."""
     x = pad(x, len(rows) // 2, len(cols) // 2, padding)
     if x.device.type != "cpu":
-        return separable_conv(x, rows, cols)
+        return separable_conv(x, rows, cols, step)
     if x.numel() * x.element_size() <= _CHUNK_BYTES:
-        return correlate1d(correlate1d(x, cols, -1), rows, -2)
+        return correlate1d(correlate1d(x, cols, -1, step), rows, -2, step)
     planes = x.reshape(-1, 1, *x.shape[-2:])
-    step = max(1, _CHUNK_BYTES // (planes[0].numel() * x.element_size()))
-    out = [correlate1d(correlate1d(planes[i:i + step], cols, -1), rows, -2) for i in range(0, len(planes), step)]
-    return torch.cat(out).reshape(*x.shape[:-2], *out[0].shape[-2:])
+    oh, ow = (x.shape[-2] - len(rows)) // step + 1, (x.shape[-1] - len(cols)) // step + 1
+    out = torch.empty(len(planes), 1, oh, ow, dtype=x.dtype, device=x.device)
+    chunk = max(1, _CHUNK_BYTES // (planes[0].numel() * x.element_size()))
+    for i in range(0, len(planes), chunk):
+        correlate1d(correlate1d(planes[i:i + chunk], cols, -1, step), rows, -2, step, out=out[i:i + chunk])
+    return out.reshape(*x.shape[:-2], oh, ow)
 
 
-def separable_conv(x: Tensor, rows: Sequence[float] | Tensor, cols: Sequence[float] | Tensor) -> Tensor:
-    """'valid' separable correlation as two ``conv2d`` calls (one read per pass: the accelerator path)."""
+def separable_conv(x: Tensor, rows: Sequence[float] | Tensor, cols: Sequence[float] | Tensor,
+                   step: int = 1) -> Tensor:
+    """'valid' separable correlation as two strided ``conv2d`` calls (the accelerator path)."""
     planes = x.reshape(-1, 1, *x.shape[-2:])
     kw = torch.as_tensor(cols, dtype=x.dtype).to(x.device).view(1, 1, 1, -1)
     kh = torch.as_tensor(rows, dtype=x.dtype).to(x.device).view(1, 1, -1, 1)
-    out = torch.nn.functional.conv2d(torch.nn.functional.conv2d(planes, kw), kh)
+    conv = torch.nn.functional.conv2d
+    out = conv(conv(planes, kw, stride=(1, step)), kh, stride=(step, 1))
     return out.reshape(*x.shape[:-2], *out.shape[-2:])
 
 

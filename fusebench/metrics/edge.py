@@ -30,14 +30,13 @@ def _qabf_features(x: Tensor) -> tuple[Tensor, Tensor]:
     return g, alpha
 
 
-def _qabf_q(ga: Tensor, aa: Tensor, gf: Tensor, af: Tensor, tie_strength: Literal["one", "gf"]) -> Tensor:
-    safe_ga = torch.where(ga == 0, 1.0, ga)
-    safe_gf = torch.where(gf == 0, 1.0, gf)
-    tie = torch.ones_like(gf) if tie_strength == "one" else gf
-    g_rel = torch.where(ga > gf, gf / safe_ga, torch.where(ga < gf, ga / safe_gf, tie))
-    a_rel = 1 - (aa - af).abs() / (math.pi / 2)
-    qg = 0.9994 / (1 + torch.exp(-15 * (g_rel - 0.5)))
-    qa = 0.9879 / (1 + torch.exp(-22 * (a_rel - 0.8)))
+def _qabf_q(gs: Tensor, as_: Tensor, gf: Tensor, af: Tensor, tie_strength: Literal["one", "gf"]) -> Tensor:
+    """Q^{XF} = Q_g Q_alpha of the source planes (gs, as_), (N, S, H, W), against F's (gf, af), (N, 1, H, W)."""
+    ratio = torch.where(gs > gf, gf / torch.where(gs == 0, 1.0, gs), gs / torch.where(gf == 0, 1.0, gf))
+    g_rel = torch.where(gs == gf, 1.0 if tie_strength == "one" else gf, ratio)
+    a_rel = 1 - (as_ - af).abs() / (math.pi / 2)
+    qg = 0.9994 * torch.sigmoid(15 * (g_rel - 0.5))  # = 0.9994 / (1 + exp(-15 (g_rel - 0.5)))
+    qa = 0.9879 * torch.sigmoid(22 * (a_rel - 0.8))
     return qg * qa
 
 
@@ -68,10 +67,9 @@ def qabf(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=2)
     g, alpha = _qabf_features(torch.cat([f, a, b], dim=1))
-    (gf, ga, gb), (af, aa, ab) = g.split(1, dim=1), alpha.split(1, dim=1)
-    num = (_qabf_q(ga, aa, gf, af, tie_strength) * ga + _qabf_q(gb, ab, gf, af, tie_strength) * gb)
-    den = ga + gb
-    return reduce(num.sum(dim=(-3, -2, -1)) / den.sum(dim=(-3, -2, -1)), reduction)
+    (gf, gs), (af, as_) = g.split([1, 2], dim=1), alpha.split([1, 2], dim=1)  # both sources in one pass
+    num = (_qabf_q(gs, as_, gf, af, tie_strength) * gs).sum(dim=(-3, -2, -1))
+    return reduce(num / gs.sum(dim=(-3, -2, -1)), reduction)
 
 
 def _nabf_features(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -85,24 +83,24 @@ def _nabf_features(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _nabf_q(gs: Tensor, as_: Tensor, gf: Tensor, af: Tensor) -> Tensor:
+    """Q^{XF} = sqrt(Q_g Q_alpha) of the source planes (N, S, H, W) against F's (N, 1, H, W)."""
     zero = (gs == 0) | (gf == 0)
     ratio = torch.minimum(gs, gf) / torch.where(zero, 1.0, torch.maximum(gs, gf))
     g_rel = torch.where(zero, 0.0, ratio)
     a_rel = ((as_ - af).abs() - math.pi / 2).abs() * (2 / math.pi)
-    qg = 0.9999 / (1 + torch.exp(-19 * (g_rel - 0.5)))
-    qa = 0.9995 / (1 + torch.exp(-22 * (a_rel - 0.5)))
+    qg = 0.9999 * torch.sigmoid(19 * (g_rel - 0.5))
+    qa = 0.9995 * torch.sigmoid(22 * (a_rel - 0.5))
     return torch.sqrt(qg * qa)
 
 
 def nabf_core(f: Tensor, a: Tensor, b: Tensor, threshold: float = 2.0) -> Tensor:
     """Shreyamsha Kumar's N_abf of (N, 1, H, W) images on 0..255 (``f`` in the fused position)."""
     g, alpha = _nabf_features(torch.cat([f, a, b], dim=1))
-    (gf, ga, gb), (af, aa, ab) = g.split(1, dim=1), alpha.split(1, dim=1)
-    wa = torch.where(ga >= threshold, ga.pow(1.5), 0.001)
-    wb = torch.where(gb >= threshold, gb.pow(1.5), 0.001)
-    na = ((gf > ga) & (gf > gb)).to(f.dtype)
-    num = na * ((1 - _nabf_q(ga, aa, gf, af)) * wa + (1 - _nabf_q(gb, ab, gf, af)) * wb)
-    return num.sum(dim=(-3, -2, -1)) / (wa + wb).sum(dim=(-3, -2, -1))
+    (gf, gs), (af, as_) = g.split([1, 2], dim=1), alpha.split([1, 2], dim=1)  # both sources in one pass
+    w = torch.where(gs >= threshold, gs.pow(1.5), 0.001)
+    na = (gf > gs.amax(dim=1, keepdim=True)).to(f.dtype)
+    num = (na * (1 - _nabf_q(gs, as_, gf, af)) * w).sum(dim=(-3, -2, -1))
+    return num / w.sum(dim=(-3, -2, -1))
 
 
 @register_metric(

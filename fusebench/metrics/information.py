@@ -12,20 +12,30 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from fusebench.metrics._cache import cached
 from fusebench.metrics._checks import prepare, reduce
 from fusebench.metrics._filters import entropy, histogram, joint_histogram, levels
 from fusebench.metrics._registry import register_metric
 
 
 def _levels(x: Tensor, normalize: Literal["none", "minmax"]) -> Tensor:
-    """Integer levels, computed in float64 so float32 and float64 inputs bin identically."""
-    x = x.double()
-    if normalize == "minmax":
-        # VIFB: im2double stretch to [0, 1], then int16(x * 255), which rounds half away from zero.
-        lo = x.amin(dim=(-2, -1), keepdim=True)
-        hi = x.amax(dim=(-2, -1), keepdim=True)
-        return torch.floor((x - lo) / (hi - lo) * 255 + 0.5).clamp_(0, 255).long()
-    return levels(x)
+    """Integer levels, computed in float64 so float32 and float64 inputs bin identically; shared by EN, MI and
+    CE inside one evaluate() call."""
+    def compute() -> Tensor:
+        t = x.double()
+        if normalize == "minmax":
+            # VIFB: im2double stretch to [0, 1], then int16(x * 255), which rounds half away from zero.
+            lo = t.amin(dim=(-2, -1), keepdim=True)
+            hi = t.amax(dim=(-2, -1), keepdim=True)
+            return torch.floor((t - lo) / (hi - lo) * 255 + 0.5).clamp_(0, 255).long()
+        return levels(t)
+
+    return cached("levels", (x,), normalize, compute)
+
+
+def _counts(x: Tensor, normalize: Literal["none", "minmax"] = "none") -> Tensor:
+    """Per-image 256-bin histogram (N, 256) of ``_levels(x, normalize)``, shared like the levels."""
+    return cached("histogram", (x,), normalize, lambda: histogram(_levels(x, normalize)))
 
 
 @register_metric(
@@ -61,18 +71,19 @@ def en(fused: Any, ir: Any = None, vi: Any = None, *, data_range: float | None =
         tensor([1.], dtype=torch.float64)
     """
     f, _, _ = prepare(fused, None, None, data_range=data_range, needs_sources=False, min_size=1)
-    counts = histogram(_levels(f, "none"))
+    counts = _counts(f)
     return reduce(entropy(counts.to(f.dtype), base=base), reduction)
 
 
-def _mi_pair(a: Tensor, b: Tensor, base: float, saturate: bool) -> Tensor:
-    """MI(a, b) = H(a) + H(b) - H(a, b) from integer levels; ``saturate`` merges 254/255 in the joint only."""
+def _mi_pair(a: Tensor, b: Tensor, normalize: Literal["none", "minmax"], base: float, saturate: bool) -> Tensor:
+    """MI(a, b) = H(a) + H(b) - H(a, b) over integer levels; ``saturate`` merges 254/255 in the joint only."""
     dtype = torch.float64
-    ha = entropy(histogram(a).to(dtype), base=base)
-    hb = entropy(histogram(b).to(dtype), base=base)
+    ha = entropy(_counts(a, normalize).to(dtype), base=base)
+    hb = entropy(_counts(b, normalize).to(dtype), base=base)
+    la, lb = _levels(a, normalize), _levels(b, normalize)
     if saturate:
-        a, b = a.clamp(max=254), b.clamp(max=254)
-    hab = entropy(joint_histogram(a, b).to(dtype), dims=2, base=base)
+        la, lb = la.clamp(max=254), lb.clamp(max=254)
+    hab = entropy(joint_histogram(la, lb).to(dtype), dims=2, base=base)
     return ha + hb - hab
 
 
@@ -112,14 +123,13 @@ def mi(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reducti
         tensor([2.], dtype=torch.float64)
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=1)
-    lf, la, lb = (_levels(t, normalize) for t in (f, a, b))
-    out = _mi_pair(lf, la, base, joint_saturate) + _mi_pair(lf, lb, base, joint_saturate)
+    out = _mi_pair(f, a, normalize, base, joint_saturate) + _mi_pair(f, b, normalize, base, joint_saturate)
     return reduce(out.to(f.dtype), reduction)
 
 
 def _ce_pair(x: Tensor, f: Tensor) -> Tensor:
-    px = histogram(x).double()
-    pf = histogram(f).double()
+    px = _counts(x).double()
+    pf = _counts(f).double()
     px, pf = px / px.sum(-1, keepdim=True), pf / pf.sum(-1, keepdim=True)
     both = (px > 0) & (pf > 0)
     terms = torch.where(both, px * torch.log2(torch.where(both, px / pf, torch.ones_like(px))), 0.0)
@@ -148,6 +158,5 @@ def ce(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reducti
         tensor([0.], dtype=torch.float64)
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=1)
-    lf, la, lb = (_levels(t, "none") for t in (f, a, b))
-    return reduce(((_ce_pair(lb, lf) + _ce_pair(la, lf)) / 2).to(f.dtype), reduction)
+    return reduce(((_ce_pair(b, f) + _ce_pair(a, f)) / 2).to(f.dtype), reduction)
 

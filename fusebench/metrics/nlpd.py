@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from fusebench.metrics._checks import prepare, reduce
-from fusebench.metrics._filters import pad, separable
+from fusebench.metrics._filters import correlate1d, pad, separable
 from fusebench.metrics._registry import register_metric
 
 _TAPS = (0.05, 0.25, 0.4, 0.25, 0.05)
@@ -44,26 +44,43 @@ def _normalise(x: Tensor, level: int) -> Tensor:
     return x / (_SIGMAS[level] + acc)
 
 
+def _upsample_blur(x: Tensor, dim: int, n: int) -> Tensor:
+    """Along ``dim``: zero-interleave 2x, correlate with the 5 taps (zero padding) and keep outputs 2..n+1.
+
+    Polyphase form: even outputs take taps 0, 2, 4 and odd ones taps 1, 3 of ``x``; the skipped products are
+    exact zeros and the taps are added in the same order, so it is bit-identical to filtering the
+    zero-interleaved signal (and nowhere needs the zero padding).
+    """
+    even = correlate1d(x, _TAPS[0::2], dim).narrow(dim, 0, (n + 1) // 2)
+    odd = correlate1d(x.narrow(dim, 1, x.shape[dim] - 1), _TAPS[1::2], dim).narrow(dim, 0, n // 2)
+    shape = list(x.shape)
+    shape[dim] = n
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    index = [slice(None)] * x.ndim
+    index[dim] = slice(0, n, 2)
+    out[tuple(index)] = even
+    index[dim] = slice(1, n, 2)
+    out[tuple(index)] = odd
+    return out
+
+
 def nlp_pyramid(x: Tensor) -> list[Tensor]:
     """The six normalised Laplacian pyramid bands of (N, 1, H, W) images on [0, 1]."""
     bands = []
     j = x
     for level in range(5):
-        low = separable(pad(j, 2, 2, "symmetric"), _TAPS, _TAPS)[..., ::2, ::2]
+        low = separable(pad(j, 2, 2, "symmetric"), _TAPS, _TAPS, step=2)
         h, w = j.shape[-2:]
-        rep = pad(low, 1, 1, "replicate")
-        up = torch.zeros(*rep.shape[:-2], 2 * rep.shape[-2], 2 * rep.shape[-1], dtype=x.dtype, device=x.device)
-        up[..., ::2, ::2] = 4 * rep
-        blurred = separable(up, _TAPS, _TAPS, padding="zeros")[..., 2:2 + h, 2:2 + w]
+        rep = 4 * pad(low, 1, 1, "replicate")
+        blurred = _upsample_blur(_upsample_blur(rep, -1, w), -2, h)  # W first, as the separable filter does
         bands.append(_normalise(j - blurred, level))
         j = low
     bands.append(_normalise(j, 5))
     return bands
 
 
-def nlpd_pair(x: Tensor, y: Tensor) -> Tensor:
-    """Single-pair NLPD: mean over the 6 bands of the RMS band difference."""
-    px, py = nlp_pyramid(x), nlp_pyramid(y)
+def _band_distance(px: list[Tensor], py: list[Tensor]) -> Tensor:
+    """Single-pair NLPD of matching pyramids: mean over the 6 bands of the RMS band difference."""
     d = [(bx - by).square().mean(dim=(-3, -2, -1)).sqrt() for bx, by in zip(px, py)]
     return torch.stack(d, dim=1).mean(1)
 
@@ -89,5 +106,7 @@ def nlpd(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=32)
     n = f.shape[0]
-    d = nlpd_pair(torch.cat([a, b]) / 255.0, torch.cat([f, f]) / 255.0).reshape(2, n)
-    return reduce(d.mean(0), reduction)
+    bands = nlp_pyramid(torch.cat([a, b, f]) / 255.0)  # F's pyramid once, shared by both pairs
+    sources = [band[: 2 * n] for band in bands]
+    fused = [torch.cat([band[2 * n:]] * 2) for band in bands]
+    return reduce(_band_distance(sources, fused).reshape(2, n).mean(0), reduction)

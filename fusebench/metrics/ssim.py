@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from fusebench.metrics._cache import cached
 from fusebench.metrics._checks import prepare, reduce
 from fusebench.metrics._filters import Padding, box_1d, gaussian_1d, moment_stack, separable
 from fusebench.metrics._registry import register_metric
@@ -53,6 +54,13 @@ def ssim_and_cs(x: Tensor, y: Tensor, definition: Definition) -> tuple[Tensor, T
     return m.mean(dim=(-2, -1)), cs.mean(dim=(-2, -1))
 
 
+def _source_ssim(a: Tensor, b: Tensor, f: Tensor, definition: Definition) -> tuple[Tensor, Tensor]:
+    """``ssim_and_cs`` of the sources (IR, VI) against F, (N, 2) each, shared by SSIM and MS-SSIM's first
+    scale inside one evaluate() call."""
+    return cached("source_ssim", (a, b, f), definition,
+                  lambda: ssim_and_cs(torch.cat([a, b], dim=1), f, definition))
+
+
 @register_metric(
     "SSIM",
     higher_is_better=True,
@@ -82,7 +90,7 @@ def ssim(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
         tensor([1.], dtype=torch.float64)
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=11)
-    out = ssim_and_cs(torch.cat([a, b], dim=1), f, definition)[0].sum(1)
+    out = _source_ssim(a, b, f, definition)[0].sum(1)
     return reduce(out / 2 if combine == "mean" else out, reduction)
 
 
@@ -118,12 +126,10 @@ def ms_ssim(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, re
         1.0
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=176)
+    out = _source_ssim(a, b, f, "wang")[1].clamp(min=0) ** _MS_WEIGHTS[0]  # scale 1 shared with SSIM
     x = torch.cat([a, b], dim=1)
-    out = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
-    for scale, weight in enumerate(_MS_WEIGHTS):
+    for scale, weight in enumerate(_MS_WEIGHTS[1:], start=1):
+        x, f = _halve(x), _halve(f)
         sim, cs = ssim_and_cs(x, f, "wang")
-        last = scale == len(_MS_WEIGHTS) - 1
-        out = out * (sim if last else cs).clamp(min=0) ** weight
-        if not last:
-            x, f = _halve(x), _halve(f)
+        out = out * (sim if scale == len(_MS_WEIGHTS) - 1 else cs).clamp(min=0) ** weight
     return reduce(out.mean(1), reduction)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fusebench.metrics._cache import cached
 from fusebench.metrics._checks import prepare, reduce
 from fusebench.metrics._filters import gaussian_1d, moment_stack, separable
 from fusebench.metrics._registry import register_metric
@@ -22,18 +23,20 @@ _EPS = 1e-10
 _SIGMA_NSQ = 2.0
 
 
-def _vif_scales(ref: Tensor, dist: Tensor, sigma_nsq: float) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """Per scale, the VID and VIND terms and the gain g (N, S, h, w) of each reference plane of (N, S, H, W)
-    ``ref`` against the (N, 1, H, W) ``dist``; the distorted image's own moments are shared by all references.
+def _vif_statistics(ref: Tensor, dist: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Per scale, the gain g, the reference variance s1 and the distortion variance sv, (N, S, h, w) each,
+    guarded as in ``vifp_mscale.m``, of each plane of (N, S, H, W) ``ref`` against the (N, 1, H, W) ``dist``;
+    the distorted image's own moments are shared by all references. Independent of the noise variance.
     """
     s = ref.shape[1]
+    out = []
     # variances only: shifting by mid-grey (exact under normalised 'valid' filters) avoids float32 cancellation
     ref, dist = ref - 128.0, dist - 128.0
     for scale in range(1, 5):
         size = 2 ** (5 - scale) + 1
         w = gaussian_1d(size, size / 5).to(ref.dtype)
         if scale > 1:
-            ref, dist = separable(torch.cat([ref, dist], dim=1), w, w)[..., ::2, ::2].split([s, 1], dim=1)
+            ref, dist = separable(torch.cat([ref, dist], dim=1), w, w, step=2).split([s, 1], dim=1)
         moments = separable(moment_stack(ref, dist), w, w)
         mu1, mu2, e11, e22, e12 = moments.split([s, 1, s, 1, s], dim=1)
         s1 = e11.sub_(mu1 * mu1).clamp_(min=0)
@@ -44,7 +47,7 @@ def _vif_scales(ref: Tensor, dist: Tensor, sigma_nsq: float) -> Iterator[tuple[T
         low1 = s1 < _EPS
         g.masked_fill_(low1, 0.0)
         sv = torch.where(low1, s2, sv)
-        s1 = s1.masked_fill(low1, 0.0)
+        s1.masked_fill_(low1, 0.0)
         low2 = s2 < _EPS
         g.masked_fill_(low2, 0.0)
         sv.masked_fill_(low2, 0.0)
@@ -52,13 +55,22 @@ def _vif_scales(ref: Tensor, dist: Tensor, sigma_nsq: float) -> Iterator[tuple[T
         sv = torch.where(neg, s2, sv)
         g.masked_fill_(neg, 0.0)
         sv.clamp_(min=_EPS)
+        out.append((g, s1, sv))
+    return out
+
+
+def _vif_scales(a: Tensor, b: Tensor, f: Tensor, sigma_nsq: float) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Per scale, the VID and VIND terms and the gain g, (N, 2, h, w), of the sources (IR, VI) against F; the
+    statistics are shared between VIF and VIFF inside one evaluate() call."""
+    stats = cached("vif_statistics", (a, b, f), None, lambda: _vif_statistics(torch.cat([a, b], dim=1), f))
+    for g, s1, sv in stats:
         yield torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq), g
 
 
-def vifp_multiscale(ref: Tensor, dist: Tensor, sigma_nsq: float = _SIGMA_NSQ) -> Tensor:
-    """Four-scale pixel VIF (N, S) of each reference plane of (N, S, H, W) ``ref`` against ``dist``."""
-    num = den = torch.zeros(ref.shape[:2], dtype=ref.dtype, device=ref.device)
-    for vid, vind, _ in _vif_scales(ref, dist, sigma_nsq):
+def vifp_multiscale(a: Tensor, b: Tensor, f: Tensor, sigma_nsq: float = _SIGMA_NSQ) -> Tensor:
+    """Four-scale pixel VIF (N, 2) of the sources ``a`` and ``b`` against ``f``, each (N, 1, H, W)."""
+    num = den = torch.zeros(f.shape[0], 2, dtype=f.dtype, device=f.device)
+    for vid, vind, _ in _vif_scales(a, b, f, sigma_nsq):
         num = num + vid.sum(dim=(-2, -1))
         den = den + vind.sum(dim=(-2, -1))
     return num / den
@@ -89,7 +101,7 @@ def vif(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduct
         2.0
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=41)
-    terms = vifp_multiscale(torch.cat([a, b], dim=1), f)
+    terms = vifp_multiscale(a, b, f)
     if nan_to_one:
         terms = torch.nan_to_num(terms, nan=1.0)
     return reduce(terms.sum(1), reduction)
@@ -121,7 +133,7 @@ def viff(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=41)
     out = torch.zeros(f.shape[0], dtype=f.dtype, device=f.device)
-    for weight, (vid, vind, g) in zip(_HAN_WEIGHTS, _vif_scales(torch.cat([a, b], dim=1), f, _HAN_SIGMA_NSQ)):
+    for weight, (vid, vind, g) in zip(_HAN_WEIGHTS, _vif_scales(a, b, f, _HAN_SIGMA_NSQ)):
         first = g[:, :1] < g[:, 1:]  # MATLAB: L = G1 < G2 selects source 1 (IR), else source 2 (VI)
         vid_sel = torch.where(first, vid[:, :1], vid[:, 1:])
         vind_sel = torch.where(first, vind[:, :1], vind[:, 1:])

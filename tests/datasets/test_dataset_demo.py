@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fusebench.datasets import load_dataset
-from fusebench.datasets import demo
+from fusebench.datasets import demo, load_dataset
 from fusebench.datasets.demo import SIZES, render_pair
 
 

@@ -21,7 +21,7 @@ FILE = WEIGHTS_DIR / "mae_compact.safetensors"
 def test_file_is_small_fp16_and_loads_into_fp32() -> None:
     assert FILE.stat().st_size < 8_000_000
     with safe_open(str(FILE), "pt") as handle:
-        assert {handle.get_slice(k).get_dtype() for k in handle.keys()} == {"F16"}
+        assert {handle.get_slice(k).get_dtype() for k in handle.keys()} == {"F16"}  # noqa: SIM118 - safe_open is not a dict
     model = load_mae_weights(build_mae("compact"), "mae_compact")
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert model.pretrained_cfg.name == "mae_compact"

@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from fusebench.methods.maefuse.losses import (
     alignment_loss,
+    content_alignment_loss,
     fusion_loss,
     laplacian,
     official_fusion_loss,
@@ -74,6 +75,25 @@ def test_alignment_loss_is_mse_to_the_mean() -> None:
     assert alignment_loss((v + i) / 2, v, i).item() == 0.0
     expected = ((t.numpy() - (v.numpy() + i.numpy()) / 2) ** 2).mean()
     assert alignment_loss(t, v, i).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_content_alignment_sees_the_content_that_plain_mse_misses() -> None:
+    """Encoder tokens = a large per-channel offset shared by all tokens + a small per-token content (as the
+    compact MAE's: the content is ~0.3 % of the variance). Outputting the offset alone scores a "small" Eq. 5
+    MSE, but the content term says 1 (nothing of the content); the exact mean scores 0 on both."""
+    g = torch.Generator().manual_seed(0)
+    offset = 2.0 * torch.randn(1, 1, 16, generator=g)
+    v = offset + 0.05 * torch.randn(2, 30, 16, generator=g)
+    i = offset + 0.05 * torch.randn(2, 30, 16, generator=g)
+    target = (v + i) / 2
+    content_free = target.mean(1, keepdim=True).expand_as(target)
+    assert alignment_loss(content_free, v, i).item() < 0.01
+    out = content_alignment_loss(content_free, v, i)
+    assert out["content"].item() == pytest.approx(1.0, rel=1e-5) and out["offset"].item() < 1e-10
+    exact = content_alignment_loss(target, v, i)
+    assert exact["loss"].item() < 1e-10
+    shifted = content_alignment_loss(target + 0.5, v, i)  # right content, wrong offset
+    assert shifted["content"].item() < 1e-10 and shifted["offset"].item() == pytest.approx(0.25, rel=1e-5)
 
 
 def test_unknown_loss_name_is_rejected() -> None:

@@ -186,6 +186,50 @@ def test_unknown_setting_lists_the_valid_ones() -> None:
         GuidedConfig.from_overrides({}, {"loss": "ssim"})
 
 
+def test_training_crops_see_the_positions_of_full_size_images(pairs: PairDataset, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: every crop used to sit at patch positions 0..P/16-1 (encoder, fusion layer and decoder
+    alike), so a layer aligned on 128-px crops never saw the positions of a 768x576 image and decoded TNO to
+    noise. Batches now get a (seed, step)-determined shift of the position tables, as in MAE pre-training."""
+    seen: list[tuple[int, int]] = []
+    real = guided.stage_step
+
+    def record(model, stage, ir, vi, cfg, offset=(0, 0)):
+        seen.append(offset)
+        return real(model, stage, ir, vi, cfg, offset)
+
+    monkeypatch.setattr(guided, "stage_step", record)
+    train_guided("maefuse-test", pairs, tmp_path, device=CPU, overrides={**TINY, "max_pos_offset": 10}, seed=0,
+                 progress=False)
+    assert len(seen) == 8 and any(o != (0, 0) for o in seen)
+    assert all(0 <= r <= 8 and 0 <= c <= 8 for r, c in seen)  # 32-px crops: grid 2, positions up to 9
+    cfg = GuidedConfig.from_overrides({}, {"patch_size": 32, "max_pos_offset": 10})
+    assert [guided.pos_offset(cfg, 0, s) for s in range(8)] == seen  # a pure function of (seed, step)
+    assert guided.pos_offset(GuidedConfig.from_overrides({}, {"max_pos_offset": 0}), 0, 5) == (0, 0)
+
+
+def test_a_shifted_crop_is_encoded_and_decoded_as_that_window_of_the_full_image() -> None:
+    """The offset reaches all three position tables: the crop's patch embedding equals the full image's
+    embedding at that window, and fusion/decoding use the shifted tables."""
+    model = create_method("maefuse-test")
+    g = torch.Generator().manual_seed(1)
+    ir, vi = torch.rand(2, 1, 1, 64, 96, generator=g).unbind(0)
+    crop = (slice(None), slice(None), slice(16, 48), slice(32, 64))  # patch rows 1-2, cols 2-3
+    mae = model.backbone
+    full, _ = mae.embed(torch.cat([vi, ir]).expand(-1, 3, -1, -1))
+    window = full.reshape(2, 4, 6, -1)[:, 1:3, 2:4].reshape(2, 4, -1)
+    part, _ = mae.embed(torch.cat([vi[crop], ir[crop]]).expand(-1, 3, -1, -1), (1, 2))
+    torch.testing.assert_close(part, window)
+    with torch.no_grad():
+        a = model.encode_pair(ir[crop], vi[crop], (1, 2))[0]
+        b = model.encode_pair(ir[crop], vi[crop])[0]
+        assert not torch.allclose(a, b)
+        pv, pi, grid, size = model.encode_pair(ir[crop], vi[crop], (1, 2))
+        shifted = model.decode_luma(model.fuse_tokens(pv, pi, grid, offset=(1, 2)), grid, size, (1, 2))
+        plain = model.decode_luma(model.fuse_tokens(pv, pi, grid), grid, size)
+        assert shifted.shape == plain.shape == ir[crop].shape and not torch.allclose(shifted, plain)
+
+
 def test_mae_crossattn_recipe_skips_alignment() -> None:
     cfg = GuidedConfig.from_overrides(guided.RECIPES["mae-crossattn"], {})
     assert [s for s, _, _ in cfg.schedule()] == ["direct_fusion"]

@@ -89,3 +89,13 @@ def test_parse_overrides(tmp_path) -> None:
     assert values == {"lr": 1e-4, "stages": 2, "name": "abc", "flags": [1, 2]}
     with pytest.raises(click.BadParameter, match="expected KEY=VALUE"):
         parse_overrides(("novalue",))
+
+
+def test_concat_datasets_prefixes_ids(shared_data) -> None:
+    from fusebench.datasets import concat_datasets, load_dataset
+
+    msrs, llvip = load_dataset("msrs.train", root=shared_data), load_dataset("llvip.train", root=shared_data)
+    both = concat_datasets([msrs, llvip])
+    assert both.key == "msrs.train+llvip.train" and len(both) == len(msrs) + len(llvip) == 66
+    assert both.ids[0] == f"msrs.train:{msrs.ids[0]}" and both.pairs[-1].vi == llvip.pairs[-1].vi
+    assert concat_datasets([msrs]) is msrs

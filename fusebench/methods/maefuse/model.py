@@ -93,23 +93,36 @@ class MaeFuse(FusionMethod):
         self.backbone.requires_grad_(False)
 
     # -- the pipeline, in pieces the trainer reuses ----------------------------------------------------
-    def encode_pair(self, ir: Tensor, vi: Tensor) -> tuple[Tensor, Tensor, tuple[int, int], tuple[int, int]]:
-        """Both modalities through the encoder in one batch: (phi_v, phi_i, patch grid, image size)."""
+    def encode_pair(self, ir: Tensor, vi: Tensor, offset: tuple[int, int] = (0, 0),
+                    ) -> tuple[Tensor, Tensor, tuple[int, int], tuple[int, int]]:
+        """Both modalities through the encoder in one batch: (phi_v, phi_i, patch grid, image size).
+
+        ``offset`` (rows, cols) shifts the position tables, so a training crop stands in for a patch-grid
+        window anywhere in a large image (as in the backbone's pre-training); inference uses (0, 0).
+        """
         x, size = to_mae_input(torch.cat([vi, ir]), self.backbone.patch_size)
         p = self.backbone.patch_size
-        phi_v, phi_i = self.backbone.encode(x).chunk(2)
+        if offset == (0, 0):
+            tokens = self.backbone.encode(x)
+        else:
+            embedded, _ = self.backbone.embed(x, offset)
+            tokens = self.backbone.norm(self.backbone._run(self.backbone.blocks, embedded))
+        phi_v, phi_i = tokens.chunk(2)
         return phi_v, phi_i, (x.shape[-2] // p, x.shape[-1] // p), size
 
-    def fuse_tokens(self, phi_v: Tensor, phi_i: Tensor, grid: tuple[int, int], cfm_only: bool = False) -> Tensor:
+    def fuse_tokens(self, phi_v: Tensor, phi_i: Tensor, grid: tuple[int, int], cfm_only: bool = False,
+                    offset: tuple[int, int] = (0, 0)) -> Tensor:
         """Phi_F (or Phi_D with ``cfm_only``); the token mean for the ``mae-mean`` baseline."""
         if self.fusion is None:
             return (phi_v + phi_i) / 2
-        pos = self.backbone.pos_embed(self.backbone.embed_dim, grid, phi_v.device)[0].to(phi_v.dtype)
+        pos = self.backbone.pos_embed(self.backbone.embed_dim, grid, phi_v.device, offset)[0].to(phi_v.dtype)
         return self.fusion(phi_v, phi_i, pos, cfm_only=cfm_only)
 
-    def decode_luma(self, tokens: Tensor, grid: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    def decode_luma(self, tokens: Tensor, grid: tuple[int, int], size: tuple[int, int],
+                    offset: tuple[int, int] = (0, 0)) -> Tensor:
         """Decoded luma (N, 1, H, W), *not* clamped, so fusion losses get gradients everywhere."""
-        rgb = denormalize(self.backbone.decode(tokens, grid).float())
+        decoded = self.backbone.unpatchify(self.backbone.decode_tokens(tokens, grid, offset), grid)
+        rgb = denormalize(decoded.float())
         return luminance(rgb[..., : size[0], : size[1]])
 
     def fuse(self, ir: Tensor, vi: Tensor) -> Tensor:

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 import fusebench
 from fusebench.datasets.base import PairDataset
 from fusebench.files import write_json
-from fusebench.methods.maefuse.losses import alignment_loss, fusion_loss
+from fusebench.methods.maefuse.losses import alignment_loss, content_alignment_loss, fusion_loss
 from fusebench.training import (
     LossHistory,
     PatchDataset,
@@ -62,8 +62,14 @@ class GuidedConfig:
     direct_fusion_steps: int = 0
     unfreeze_decoder_steps: int = 0
     loss: str = "paper"  # "paper" (Eq. 4) or "official" (Sobel + 2 * Laplacian)
+    #: alignment loss: "content" (Eq. 5 with the token offset and the token content weighed equally, see
+    #: losses.content_alignment_loss) or "mse" (Eq. 5 as printed)
+    align_loss: str = "content"
     alpha: float = 1.0
     lr: float = 1e-4
+    align_lr: float | None = None  # learning rate of the alignment stages (None: ``lr``)
+    #: weight of the (content) alignment loss added to the fusion loss in the fusion stages (0: paper)
+    fusion_align_weight: float = 0.0
     weight_decay: float = 0.05
     beta1: float = 0.9
     beta2: float = 0.95
@@ -71,6 +77,9 @@ class GuidedConfig:
     patch_size: int = 224
     patches_per_image: int = 4
     precision: str = "bf16"
+    #: shift the position tables of a training crop by up to this many patches (encoder, fusion layer and
+    #: decoder alike, as in the backbone's pre-training), so crops stand for windows of full-size images
+    max_pos_offset: int = 40
     grad_checkpointing: bool = True
     checkpoint_every: int = 50
     log_every: int = 5
@@ -87,6 +96,8 @@ class GuidedConfig:
         cfg = cls(**{**base, **overrides})
         if cfg.loss not in ("paper", "official"):
             raise ValueError(f"loss must be 'paper' or 'official', got {cfg.loss!r}")
+        if cfg.align_loss not in ("content", "mse"):
+            raise ValueError(f"align_loss must be 'content' or 'mse', got {cfg.align_loss!r}")
         if cfg.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {cfg.precision!r}")
         if min(cfg.stage_steps().values()) < 0 or cfg.total_steps() == 0:
@@ -152,17 +163,40 @@ def set_trainable(model: MaeFuse, params: list[nn.Parameter]) -> None:
         p.requires_grad_(True)
 
 
-def stage_step(model: MaeFuse, stage: str, ir: Tensor, vi: Tensor, cfg: GuidedConfig) -> dict[str, Tensor]:
+def pos_offset(cfg: GuidedConfig, seed: int, step: int, patch: int = 16) -> tuple[int, int]:
+    """The (rows, cols) position-table shift of batch ``step``: a pure function of (seed, step).
+
+    Without it every crop sits at patch positions 0..P/16-1, and the fusion layer (attention over tokens
+    plus the sin-cos table) never sees the positions of a full-size image: a layer aligned on 128-px
+    crops decoded TNO images to noise (CC about 0).
+    """
+    grid = -(-cfg.patch_size // patch)
+    span = max(0, cfg.max_pos_offset - grid) + 1
+    if span == 1:
+        return (0, 0)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return int(torch.randint(span, (1,), generator=gen)), int(torch.randint(span, (1,), generator=gen))
+
+
+def stage_step(model: MaeFuse, stage: str, ir: Tensor, vi: Tensor, cfg: GuidedConfig,
+               offset: tuple[int, int] = (0, 0)) -> dict[str, Tensor]:
     """Forward one batch for ``stage``; returns ``loss`` and its named terms."""
     with torch.no_grad():
-        phi_v, phi_i, grid, size = model.encode_pair(ir, vi)
+        phi_v, phi_i, grid, size = model.encode_pair(ir, vi, offset)
     cfm_only = stage.startswith("cfm")
-    tokens = model.fuse_tokens(phi_v, phi_i, grid, cfm_only=cfm_only)
+    tokens = model.fuse_tokens(phi_v, phi_i, grid, cfm_only=cfm_only, offset=offset)
     if stage.endswith("align"):
+        if cfg.align_loss == "content":
+            return content_alignment_loss(tokens.float(), phi_v.float(), phi_i.float())
         loss = alignment_loss(tokens.float(), phi_v.float(), phi_i.float())
         return {"loss": loss, "align": loss}
-    fused = model.decode_luma(tokens, grid, size)
-    return fusion_loss(cfg.loss, fused, ir, vi, alpha=cfg.alpha)  # type: ignore[arg-type]
+    fused = model.decode_luma(tokens, grid, size, offset)
+    losses = fusion_loss(cfg.loss, fused, ir, vi, alpha=cfg.alpha)  # type: ignore[arg-type]
+    if cfg.fusion_align_weight:
+        anchor = (content_alignment_loss(tokens.float(), phi_v.float(), phi_i.float())["loss"]
+                  if cfg.align_loss == "content" else alignment_loss(tokens.float(), phi_v.float(), phi_i.float()))
+        losses = {**losses, "loss": losses["loss"] + cfg.fusion_align_weight * anchor, "anchor": anchor}
+    return losses
 
 
 def _batches(data: PatchDataset, batch_size: int, seed: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -178,12 +212,13 @@ def _batches(data: PatchDataset, batch_size: int, seed: int, start: int) -> Iter
         step += 1
 
 
-def _optimizer(params: list[nn.Parameter], cfg: GuidedConfig) -> torch.optim.AdamW:
+def _optimizer(params: list[nn.Parameter], cfg: GuidedConfig, stage: str = "") -> torch.optim.AdamW:
     """AdamW with the official grouping: weight decay on matrices, none on biases and norms."""
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    lr = cfg.align_lr if stage.endswith("align") and cfg.align_lr is not None else cfg.lr
+    return torch.optim.AdamW(groups, lr=lr, betas=(cfg.beta1, cfg.beta2))
 
 
 def _versions() -> dict[str, str]:
@@ -233,14 +268,15 @@ def train_guided(variant: str, pairs: PairDataset, out_dir: Path, *, device: tor
             continue
         params = stage_parameters(model, stage)
         set_trainable(model, params)
-        optimizer = _optimizer(params, cfg)
+        optimizer = _optimizer(params, cfg, stage)
         if state and state.get("stage") == stage and step > first:
             optimizer.load_state_dict(state["optimizer"])
         model.train()
         while step < end:
             ir, vi = next(batches)
             with autocast(device, cfg.precision):
-                losses = stage_step(model, stage, ir.to(device), vi.to(device), cfg)
+                losses = stage_step(model, stage, ir.to(device), vi.to(device), cfg,
+                                    pos_offset(cfg, seed, step, model.backbone.patch_size))
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
