@@ -102,22 +102,33 @@ class FusionMethod(nn.Module):
         """Load safetensors (or a torch checkpoint holding a state dict); mismatches list the keys."""
         path = Path(path)
         state = read_state_dict(path)
+        self.check_state_fits(state, path, strict=strict)
+        self.load_state_dict(state, strict=strict)
+
+    def check_state_fits(
+        self, state: dict[str, Tensor], path: Path, *, required: set[str] | None = None, strict: bool = True
+    ) -> None:
+        """Raise a WeightsError naming the file and the missing, unexpected and mis-shaped keys.
+
+        ``required`` (default: every key of the model) is what the file must hold, for methods whose
+        files carry only some of their parameters.
+        """
         own = self.state_dict()
-        missing = sorted(set(own) - set(state))
+        missing = sorted((set(own) if required is None else required) - set(state))
         unexpected = sorted(set(state) - set(own))
         wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if wrong or (strict and (missing or unexpected)):
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-            if unexpected:
-                parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-            if wrong:
-                k = wrong[0]
-                parts.append(f"shape mismatch for {len(wrong)} keys, e.g. {k}: file {tuple(state[k].shape)} vs "
-                             f"model {tuple(own[k].shape)}")
-            raise WeightsError(f"{path}: weights do not fit method '{self.name}': " + "; ".join(parts))
-        self.load_state_dict(state, strict=strict)
+        if not wrong and not (strict and (missing or unexpected)):
+            return
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"shape mismatch for {len(wrong)} keys, e.g. {k}: file {tuple(state[k].shape)} vs "
+                         f"model {tuple(own[k].shape)}")
+        raise WeightsError(f"{path}: weights do not fit method '{self.name}': " + "; ".join(parts))
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from fusebench.files import sha256_file
 from fusebench.methods import create_method
 from fusebench.methods.maefuse.losses import paper_fusion_loss
 from fusebench.methods.maefuse.model import WEIGHTS_DIR, default_cfgs
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

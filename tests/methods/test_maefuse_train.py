@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +22,6 @@ from fusebench.methods.maefuse.train import (
     train_guided,
 )
 from fusebench.training import CheckpointError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is faster than two on a shared machine (no oversubscription)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 CPU = torch.device("cpu")
 TINY = {"cfm_align_steps": 2, "cfm_fusion_steps": 2, "mfm_align_steps": 2, "mfm_fusion_steps": 2,

@@ -1,4 +1,5 @@
-"""MaeFuse's training losses: feature alignment (paper Eq. 5) and the two fusion losses.
+"""MaeFuse's training losses: feature alignment (paper Eq. 5, as printed and content-weighted) and the two
+fusion losses.
 
 - ``paper``: Eq. 4, L1(F, max(V, I)) + alpha * L1(|grad F|, max(|grad V|, |grad I|)), with
   |grad x| = |Sobel_x x| + |Sobel_y x| (raw Sobel kernels, zero padding), images in [0, 1].

@@ -38,7 +38,8 @@ from fusebench.training import autocast
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 PAPER = "doi:10.1109/TIP.2025.3541562 (arXiv 2404.11016)"
-#: maefuse-compact's shipped file: its own copy of the MAE it was trained with (fp16) + the fusion layer (fp32)
+#: maefuse-compact's shipped file: its own copy of the MAE it was trained with (fp16; the final mae_compact)
+#: + the fusion layer (fp16)
 COMPACT_FILE = "maefuse_compact.safetensors"
 OFFICIAL_WEIGHTS_URL = "https://drive.google.com/file/d/18N6tn78VztQOvobVWu6J-RJHo3jsBKkk"
 
@@ -58,15 +59,16 @@ default_cfgs: dict[str, dict[str, Any]] = {
     "maefuse-base": _cfg(arch="base", notes="ViT-B/16; train with `fusebench train --method maefuse-base`."),
     "maefuse-compact": _cfg(
         arch="compact", file=COMPACT_FILE, backbone=COMPACT_FILE, train_backbone=COMPACT_FILE,
-        sha256="c00637e6726cceae597b1d6423e3ef31d1e675d7c353775693e6b84e2c7a99a9",
-        license="MIT", origin_url="fusebench", notes="CPU-scale weights made here (about 30 CPU-minutes): MAE "
-        "snapshot + decoder-only reconstruction, fusion layer guided-trained on MSRS/LLVIP/RoadScene train pairs. "
-        "Outputs are blurry with 16-px grid artefacts; far below the paper's ViT-L. Recipe: maefuse_compact.json"),
+        sha256="4814e112c4098771bc80287b1473ccd4ab515942dda938e782ff1b94df8e3329",
+        license="MIT", origin_url="fusebench", notes="CPU-scale weights made here: the final mae_compact backbone "
+        "(copied in), fusion layer guided-trained on MSRS/LLVIP/RoadScene train pairs with position-shifted crops "
+        "and the content alignment loss (about 25 CPU-minutes). Blurry, 16-px grid artefacts; far below the "
+        "paper's ViT-L. Recipe and scores: maefuse_compact.json / .md"),
     "maefuse-test": _cfg(arch="test", notes="tiny random model for tests"),
     "mae-mean": _cfg(arch="compact", guide="mean", backbone=COMPACT_FILE,
                      notes="paper Fig. 1(a): mean of the two token maps, decoded; no training"),
     "mae-crossattn": _cfg(arch="compact", file="maefuse_compact.crossattn.safetensors", backbone=COMPACT_FILE,
-                          sha256="15d539e391a20fdd50d72d953e7684cce6e86dd8b20a7a4457803330c1347e27",
+                          sha256="097877e1bc37292e3e27f8a6450662e9403f632d484011c9e91e68a2911906d9",
                           train_backbone=COMPACT_FILE, license="MIT", origin_url="fusebench",
                           notes="paper Fig. 1(b): the fusion layer trained directly with the fusion loss, no "
                           "alignment, for as many fusion-loss steps as maefuse-compact; see maefuse_compact.json"),
@@ -161,21 +163,7 @@ class MaeFuse(FusionMethod):
         if any(k.startswith(("model1.", "model2.")) for k in state):
             state = checkpoint_filter_fn(state)
         own = self.state_dict()
-        required = {k for k in own if k.startswith("fusion.")}
-        missing = sorted(required - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if wrong or (strict and (missing or unexpected)):
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-            if unexpected:
-                parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-            if wrong:
-                k = wrong[0]
-                parts.append(f"shape mismatch for {len(wrong)} keys, e.g. {k}: file {tuple(state[k].shape)} vs "
-                             f"model {tuple(own[k].shape)}")
-            raise WeightsError(f"{path}: weights do not fit method '{self.name}': " + "; ".join(parts))
+        self.check_state_fits(state, path, required={k for k in own if k.startswith("fusion.")}, strict=strict)
         self.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 

@@ -6,13 +6,19 @@ over an explicit parameter set; everything else is frozen (the encoder always):
 ===================  =====================  ====================  ===========================================
 stage                trains                 output                loss
 ===================  =====================  ====================  ===========================================
-``cfm_align``        CFM                    Phi_D                 MSE to (Phi_V + Phi_I) / 2 (Eq. 5)
+``cfm_align``        CFM                    Phi_D                 Eq. 5 to (Phi_V + Phi_I) / 2
 ``cfm_fusion``       CFM                    decode(Phi_D)         fusion loss (Eq. 4 or the official one)
 ``mfm_align``        MFM + FFN + LN         Phi_F                 MSE to the mean
 ``mfm_fusion``       MFM + FFN + LN         decode(Phi_F)         fusion loss
 ``direct_fusion``    CFM + MFM + FFN + LN   decode(Phi_F)         fusion loss (``mae-crossattn``: no alignment)
 ``decoder``          MFM + FFN + LN + dec.  decode(Phi_F)         fusion loss (the official run's open decoder)
 ===================  =====================  ====================  ===========================================
+
+Every batch shifts the position tables (encoder, fusion layer, decoder) by a random offset of up to
+``max_pos_offset`` patches, so small crops stand for windows of full-size images. ``align_loss="content"``
+(default) weighs the tokens' shared offset and their content equally (see
+:func:`~fusebench.methods.maefuse.losses.content_alignment_loss`; ``"mse"`` is Eq. 5 as printed), and
+``fusion_align_weight`` > 0 keeps that alignment loss as an anchor in the fusion stages.
 
 The run folder holds ``config.json``, ``checkpoint.pt`` (atomic, resumable mid-stage), ``losses.csv``,
 ``losses.png`` and the final ``<method>.safetensors`` (fusion layer, plus the decoder if it was trained).
@@ -128,12 +134,14 @@ class GuidedConfig:
 RECIPES: dict[str, dict[str, Any]] = {
     "maefuse": {},
     "maefuse-base": {},
-    "maefuse-compact": {"patch_size": 160, "precision": "bf16"},
+    "maefuse-compact": {"patch_size": 128, "precision": "bf16", "align_lr": 1e-3, "fusion_align_weight": 1.0,
+                        "cfm_align_steps": 1200, "cfm_fusion_steps": 300, "mfm_align_steps": 1500,
+                        "mfm_fusion_steps": 600},
     "maefuse-test": {"cfm_align_steps": 2, "cfm_fusion_steps": 2, "mfm_align_steps": 2, "mfm_fusion_steps": 2,
                      "batch_size": 2, "patch_size": 32, "patches_per_image": 2, "checkpoint_every": 2,
                      "log_every": 1},
     "mae-crossattn": {"cfm_align_steps": 0, "cfm_fusion_steps": 0, "mfm_align_steps": 0, "mfm_fusion_steps": 0,
-                      "direct_fusion_steps": 1000, "patch_size": 160},
+                      "direct_fusion_steps": 900, "patch_size": 128},
 }
 
 
