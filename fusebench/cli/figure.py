@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from fusebench.cli.options import split_list
+
 EPILOG = """\b
 Examples:
   fusebench figure grid --dataset tno --ids 01,05 --methods mean,max,maefuse-compact
@@ -28,16 +30,13 @@ def figure(kind: str, dataset: str, methods: str | None, ids: str | None, metric
     """Draw a comparison grid (KIND=grid) or a per-image box plot of a metric (KIND=box)."""
     from fusebench.reports.figures import comparison_grid, metric_boxplot
 
-    def split(value: str | None) -> list[str] | None:
-        return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
     try:
         if kind == "grid":
             path = comparison_grid(runs, dataset, output or Path("reports") / f"grid_{dataset}.png",
-                                   ids=split(ids), methods=split(methods), profile=profile)
+                                   ids=split_list(ids), methods=split_list(methods), profile=profile)
         else:
             path = metric_boxplot(runs, dataset, metric, output or Path("reports") / f"box_{dataset}_{metric}.png",
-                                  methods=split(methods), profile=profile)
+                                  methods=split_list(methods), profile=profile)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"written: {path}")

@@ -18,6 +18,11 @@ device_option = click.option(
 )
 
 
+def split_list(value: str | None) -> list[str] | None:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; ``None`` or empty -> ``None`` (the option was not given)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 def parse_overrides(items: tuple[str, ...], config: Path | None = None) -> dict[str, Any]:
     """``--config FILE.json`` then ``--set key=value`` (values parsed as JSON when they parse, else strings)."""
     values: dict[str, Any] = {}

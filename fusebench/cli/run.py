@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fusebench.cli.options import data_root_option, device_option, parse_overrides
+from fusebench.cli.options import data_root_option, device_option, parse_overrides, split_list
 
 EPILOG = """\b
 Examples:
@@ -16,10 +16,6 @@ Examples:
   fusebench run --method folder --set path=results/CDDFuse/TNO --name cddfuse --dataset tno
   fusebench run --method max --dataset msrs --split test --metrics EN,SD,Qabf --profile tang
 """
-
-
-def _split_list(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 @click.command(epilog=EPILOG)
@@ -53,7 +49,7 @@ def run(method: str, dataset: str, split: str | None, subset: str | None, data_r
     from fusebench.runner import RunConfig
     from fusebench.runner import run as run_benchmark
 
-    methods, datasets = _split_list(method) or [], _split_list(dataset) or []
+    methods, datasets = split_list(method) or [], split_list(dataset) or []
     if name and len(methods) > 1:
         raise click.BadParameter("--name labels a single method", param_hint="--name")
     for method_name in methods:
@@ -61,7 +57,7 @@ def run(method: str, dataset: str, split: str | None, subset: str | None, data_r
             config = RunConfig(
                 method=method_name, dataset=dataset_name, name=name, split=split, subset=subset,
                 data_root=str(data_root) if data_root else None, method_options=parse_overrides(settings),
-                weights=weights, device=device, metrics=_split_list(metrics), profile=profile, out=str(out),
+                weights=weights, device=device, metrics=split_list(metrics), profile=profile, out=str(out),
                 seed=seed,
             )
             try:

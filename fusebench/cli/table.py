@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from fusebench.cli.options import split_list
+
 EPILOG = """\b
 Examples:
   fusebench table --datasets all
@@ -31,12 +33,9 @@ def table(datasets: str, methods: str | None, metrics: str, profile: str, fmt: s
     from fusebench.files import atomic_write
     from fusebench.reports.table import EXTENSIONS, RENDERERS, build_table, collect_summaries
 
-    def split(value: str | None) -> list[str] | None:
-        return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
     try:
-        result = build_table(collect_summaries(runs, profile), datasets=split(datasets), methods=split(methods),
-                             metrics=split(metrics) or [], digits=digits)
+        result = build_table(collect_summaries(runs, profile), datasets=split_list(datasets),
+                             methods=split_list(methods), metrics=split_list(metrics) or [], digits=digits)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     text = RENDERERS[fmt](result)

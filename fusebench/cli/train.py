@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fusebench.cli.options import data_root_option, device_option, parse_overrides
+from fusebench.cli.options import data_root_option, device_option, parse_overrides, split_list
 
 EPILOG = """\b
 Examples:
@@ -46,7 +46,7 @@ def train(method_name: str, dataset: str, split: str | None, subset: str | None,
         entry = METHODS.get(method_name)
         if not entry.meta.get("trainable"):
             raise click.ClickException(f"method '{method_name}' has nothing to train")
-        names = [d.strip() for d in dataset.split(",") if d.strip()]
+        names = split_list(dataset) or []
         pairs = concat_datasets([load_dataset(n, split=split, subset=subset, root=data_root) for n in names])
         out = out or Path("runs") / "train" / method_name / pairs.key
         weights = entry.meta["train"](
