@@ -8,12 +8,14 @@ shared datasets are found, with F = mean of IR and VI luminance; structured rand
 
     python benchmarks/metrics_speed.py --threads 2 --sizes 640x480 --batch-sizes 1,8 --out metrics_speed.json
     python benchmarks/metrics_speed.py --device cuda --gpu-batch-sizes 1,4,16,64 --dtypes float32,float64
+    python benchmarks/metrics_speed.py --compile off,on    # eager and torch.compile'd kernels side by side
     python benchmarks/metrics_speed.py --sizes 96x64 --batch-sizes 1,2 --repeats 1   # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -35,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpu-batch-sizes", default="1,4,16,64", help="CUDA batch sizes (default 1,4,16,64)")
     p.add_argument("--device", default="cpu,cuda", help="cpu, cuda or both (cuda skipped when unavailable)")
     p.add_argument("--dtypes", default="float64,float32", help="float64 (reference accuracy), float32 (fast)")
+    p.add_argument("--compile", default="off,on",
+                   help="off (eager torch), on (torch.compile'd metric kernels, compiled before timing) or both")
     p.add_argument("--threads", type=int, default=2, help="torch/BLAS CPU threads (default 2)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per setting (median is reported)")
     p.add_argument("--metrics", default="all", help="'all', 'default' or comma-separated names")
@@ -70,9 +74,14 @@ def load_pool(root: Path, w: int, h: int, count: int = 8) -> list[tuple[np.ndarr
     return pool
 
 
-def time_torch(fn, args, repeats: int, sync) -> float:
-    fn(*args)  # warm-up (allocations, CUDA kernels)
+def time_torch(fn, args, repeats: int, sync, first: list[float] | None = None) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call (allocations, CUDA kernels, compilation),
+    whose time is appended to ``first`` when given."""
+    t = time.perf_counter()
+    fn(*args)
     sync()
+    if first is not None:
+        first.append(time.perf_counter() - t)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -80,6 +89,15 @@ def time_torch(fn, args, repeats: int, sync) -> float:
         sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def fresh_kernels(compiled: bool) -> None:
+    """Compiled settings start from no in-memory graphs, so each is timed on kernels specialised to its own
+    shapes, as in a run over one image size (torch's on-disk cache makes the recompilation quick)."""
+    if compiled:
+        import torch._dynamo
+
+        torch._dynamo.reset()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -111,24 +129,31 @@ def main(argv: list[str] | None = None) -> dict:
         entry: dict = {"size": f"{w}x{h}", "fusebench": {}, "reference": {}}
         for dev in devices:
             sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-            for dt in args.dtypes.split(","):
-                dtype = getattr(torch, dt)
+            for dt, mode in itertools.product(args.dtypes.split(","), args.compile.split(",")):
+                dtype, compiled = getattr(torch, dt), mode == "on"
+                key = f"{dev}/{dt}" + ("/compiled" if compiled else "")
                 per_bs = {}
                 sizes = args.gpu_batch_sizes if dev == "cuda" else args.batch_sizes
                 for bs in (int(b) for b in sizes.split(",")):
                     raw = [torch.from_numpy(np.stack([pool[i % len(pool)][k] for i in range(bs)]))[:, None].to(dev)
                            for k in range(3)]
                     batch = [t.to(dtype) for t in raw]
-                    # each metric alone: the functional call, input checks included
-                    secs = {m: time_torch(lambda *imgs, m=m: M.get_metric(m).factory(*imgs, data_range=255.0),
-                                          batch, args.repeats, sync) for m in names}
+                    fresh_kernels(compiled)
+                    with M.compiled_kernels(compiled):
+                        # each metric alone: the functional call, input checks included
+                        secs = {m: time_torch(lambda *imgs, m=m: M.get_metric(m).factory(*imgs, data_range=255.0),
+                                              batch, args.repeats, sync) for m in names}
 
-                    def suite(metrics, raw=raw, dtype=dtype, dev=dev, bs=bs, sync=sync):
+                    first: list[float] = []
+
+                    def suite(metrics, raw=raw, dtype=dtype, dev=dev, bs=bs, sync=sync, compiled=compiled,
+                              first=first):
                         # what fusebench run does per batch: one evaluate() call on 8-bit images
                         def call(*imgs):
-                            return M.evaluate(*imgs, metrics=metrics, dtype=dtype, device=dev)
+                            return M.evaluate(*imgs, metrics=metrics, dtype=dtype, device=dev, compile=compiled)
 
-                        return bs / time_torch(call, raw, args.repeats, sync)
+                        fresh_kernels(compiled)
+                        return bs / time_torch(call, raw, args.repeats, sync, first)
 
                     default = [m for m in M.DEFAULT_METRICS if m in names]
                     per_bs[bs] = {
@@ -136,11 +161,12 @@ def main(argv: list[str] | None = None) -> dict:
                         "suite_all_pairs_per_s": suite(names),
                         "suite_default_pairs_per_s": suite(default) if len(default) == len(M.DEFAULT_METRICS)
                         else None,
+                        "suite_all_first_call_s": first[0],  # compiled: includes compiling (or loading) kernels
                     }
-                    print(f"{w}x{h} {dev} {dt} batch {bs}: suite(all) {per_bs[bs]['suite_all_pairs_per_s']:.2f} "
+                    print(f"{w}x{h} {key} batch {bs}: suite(all) {per_bs[bs]['suite_all_pairs_per_s']:.2f} "
                           f"pairs/s, default suite {per_bs[bs]['suite_default_pairs_per_s'] or float('nan'):.2f}",
                           flush=True)
-                entry["fusebench"][f"{dev}/{dt}"] = per_bs
+                entry["fusebench"][key] = per_bs
         if not args.no_reference:
             import numpy_reference as ref
 

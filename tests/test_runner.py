@@ -130,3 +130,17 @@ def test_replaced_source_images_are_not_resumed_over(tmp_path, folder_dataset) -
     Image.fromarray(np.zeros((48, 64), np.uint8)).save(folder_dataset / "ir" / "p0.png")
     with pytest.raises(RunError, match="different inputs_sha256"):
         run(_config(tmp_path, folder_dataset), progress=False)
+
+
+def test_cli_compile_metrics_scores_the_same_and_is_recorded(tmp_path, folder_dataset) -> None:
+    runner = CliRunner()
+    base = ["run", "--method", "mean", "--dataset", str(folder_dataset), "--metrics", "EN,SD,Qabf", "--no-progress"]
+    eager = runner.invoke(main, [*base, "--out", str(tmp_path / "eager")])
+    compiled = runner.invoke(main, [*base, "--out", str(tmp_path / "compiled"), "--compile-metrics"])
+    assert eager.exit_code == 0 and compiled.exit_code == 0, eager.output + compiled.output
+    frames = [pd.read_csv(tmp_path / out / "mean" / "data" / "metrics_fusebench.csv", index_col="id")
+              for out in ("eager", "compiled")]
+    metrics = ["EN", "SD", "Qabf"]
+    np.testing.assert_allclose(frames[1][metrics].to_numpy(), frames[0][metrics].to_numpy(), rtol=1e-10)
+    summary = json.loads((tmp_path / "compiled" / "mean" / "data" / "summary_fusebench.json").read_text())
+    assert summary["config"]["compile_metrics"] is True

@@ -7,6 +7,7 @@ on grey (N, 1, H, W) batches; ``evaluate`` / ``evaluate_files`` apply a conventi
 
 from __future__ import annotations
 
+from fusebench.metrics._compile import compiled_kernels
 from fusebench.metrics._registry import METRICS, get_metric, list_metrics, metric_info, register_metric
 from fusebench.metrics.chen import qcb, qcv
 from fusebench.metrics.edge import nabf, qabf
@@ -28,6 +29,7 @@ __all__ = [
     "ag",
     "cc",
     "ce",
+    "compiled_kernels",
     "ei",
     "en",
     "evaluate",

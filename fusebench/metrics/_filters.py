@@ -8,12 +8,15 @@ correlation vs. convolution, kernel normalisation) is always an argument, so no 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
+
+from fusebench.metrics import _compile
 
 Padding = Literal["valid", "zeros", "reflect", "symmetric", "replicate"]
 
@@ -74,6 +77,10 @@ def separable(x: Tensor, rows: Sequence[float] | Tensor, cols: Sequence[float] |
     keeping every ``step``-th output along H and W (``[..., ::step, ::step]`` of the full result, computed
     directly)."""
     x = pad(x, len(rows) // 2, len(cols) // 2, padding)
+    if _compile.enabled() and not torch.compiler.is_compiling():  # inside a compiled core: plain slices
+        taps = [_tap_tensor(tuple(w.tolist() if isinstance(w, Tensor) else w), x.dtype, x.device)
+                for w in (rows, cols)]
+        return _separable_fused(x, *taps, step)
     if x.device.type != "cpu":
         return separable_conv(x, rows, cols, step)
     if x.numel() * x.element_size() <= _CHUNK_BYTES:
@@ -87,6 +94,29 @@ def separable(x: Tensor, rows: Sequence[float] | Tensor, cols: Sequence[float] |
     return out.reshape(*x.shape[:-2], oh, ow)
 
 
+@functools.lru_cache(maxsize=64)
+def _tap_tensor(weights: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Filter taps as a tensor for the compiled filter (cached: the metrics use a handful of windows)."""
+    return torch.tensor(weights, dtype=dtype, device=device)
+
+
+@_compile.kernel
+def _separable_fused(x: Tensor, rows: Tensor, cols: Tensor, step: int) -> Tensor:
+    """'valid' separable correlation as written for ``torch.compile``: each direction becomes one fused loop.
+
+    Compiled as its own graph on purpose: inside a larger graph the compiler may inline the horizontal pass
+    into the vertical one and recompute it for every vertical tap.
+    """
+    def along(t: Tensor, w: Tensor, dim: int) -> Tensor:
+        n = (t.shape[dim] - w.shape[0]) // step + 1
+        out = _tap(t, dim, 0, n, step) * w[0]
+        for k in range(1, w.shape[0]):
+            out = out + _tap(t, dim, k, n, step) * w[k]
+        return out
+
+    return along(along(x, cols, -1), rows, -2)
+
+
 def separable_conv(x: Tensor, rows: Sequence[float] | Tensor, cols: Sequence[float] | Tensor,
                    step: int = 1) -> Tensor:
     """'valid' separable correlation as two strided ``conv2d`` calls (the accelerator path)."""
@@ -98,6 +128,7 @@ def separable_conv(x: Tensor, rows: Sequence[float] | Tensor, cols: Sequence[flo
     return out.reshape(*x.shape[:-2], *out.shape[-2:])
 
 
+@_compile.kernel
 def moment_stack(x: Tensor, y: Tensor) -> Tensor:
     """(N, 3S+2, H, W) stack [x, y, x*x, y*y, x*y] of (N, S, H, W) ``x`` and (N, 1, H, W) ``y``, in one buffer."""
     s = x.shape[1]
@@ -110,20 +141,21 @@ def moment_stack(x: Tensor, y: Tensor) -> Tensor:
     return out
 
 
-def gaussian_1d(size: int, sigma: float) -> Tensor:
-    """Normalised 1-D Gaussian (float64); its outer product equals MATLAB ``fspecial('gaussian', size, sigma)``.
+def gaussian_1d(size: int, sigma: float) -> tuple[float, ...]:
+    """Normalised 1-D Gaussian taps (computed in float64) whose outer product equals MATLAB
+    ``fspecial('gaussian', size, sigma)``. Python floats, so compiled filters see constants.
 
     fspecial zeroes entries below eps*max before normalising; for the windows used here (sigma >= size/8)
     no entry is that small, so the separable form is exact.
     """
     r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
-    return g / g.sum()
+    return tuple((g / g.sum()).tolist())
 
 
-def box_1d(size: int) -> Tensor:
+def box_1d(size: int) -> tuple[float, ...]:
     """Normalised uniform window (scipy ``uniform_filter``)."""
-    return torch.full((size,), 1.0 / size, dtype=torch.float64)
+    return (1.0 / size,) * size
 
 
 def sobel(x: Tensor, padding: Padding = "zeros", convolve: bool = True,
@@ -159,26 +191,37 @@ def matlab_gradient(x: Tensor) -> tuple[Tensor, Tensor]:
     return along(x, -1), along(x, -2)
 
 
+@_compile.kernel
 def levels(x: Tensor, bins: int = 256) -> Tensor:
     """Integer grey levels (long) of a 0..255 image: round half to even, clamped to ``[0, bins-1]``."""
-    return torch.round(x).clamp_(0, bins - 1).long()
+    return torch.round(x).clamp(0, bins - 1).long()
+
+
+@_compile.kernel
+def _bin_index(a: Tensor, b: Tensor | None, bins: int) -> Tensor:
+    """Flat ``bincount`` indices of (N, ...) levels ``a`` (or of the pairs ``(a, b)``: a * bins + b), image i's
+    shifted into its own block of bins."""
+    n = a.shape[0]
+    index = a.reshape(n, -1) if b is None else a.reshape(n, -1) * bins + b.reshape(n, -1)
+    block = bins if b is None else bins * bins
+    return (index + torch.arange(n, device=a.device)[:, None] * block).reshape(-1)
 
 
 def histogram(lv: Tensor, bins: int = 256) -> Tensor:
     """Per-image counts (N, bins) of (N, ...) integer levels, one ``bincount`` for the whole batch."""
     n = lv.shape[0]
-    flat = lv.reshape(n, -1) + torch.arange(n, device=lv.device)[:, None] * bins
-    return torch.bincount(flat.reshape(-1), minlength=n * bins).reshape(n, bins)
+    return torch.bincount(_bin_index(lv, None, bins), minlength=n * bins).reshape(n, bins)
 
 
 def joint_histogram(a: Tensor, b: Tensor, bins: int = 256) -> Tensor:
     """Per-image joint counts (N, bins, bins) of two (N, ...) integer-level tensors."""
-    return histogram(a * bins + b, bins * bins).reshape(-1, bins, bins)
+    n = a.shape[0]
+    return torch.bincount(_bin_index(a, b, bins), minlength=n * bins * bins).reshape(n, bins, bins)
 
 
+@_compile.kernel
 def entropy(counts: Tensor, dims: int = 1, base: float = 2.0) -> Tensor:
     """Shannon entropy of per-image histograms over the last ``dims`` dimensions (0 log 0 = 0)."""
     flat = counts.reshape(*counts.shape[: counts.ndim - dims], -1)
     p = flat / flat.sum(-1, keepdim=True)
-    plogp = torch.where(p > 0, p * torch.log(p), torch.zeros_like(p))
-    return -plogp.sum(-1) / math.log(base)
+    return -torch.special.xlogy(p, p).sum(-1) / math.log(base)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._compile import kernel
 from fusebench.metrics._filters import sobel
 from fusebench.metrics._registry import register_metric
 
@@ -66,10 +67,16 @@ def qabf(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
         tensor([0.9748], dtype=torch.float64)
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=2)
+    return reduce(qabf_core(f, a, b, tie_strength), reduction)
+
+
+@kernel
+def qabf_core(f: Tensor, a: Tensor, b: Tensor, tie_strength: Literal["one", "gf"] = "one") -> Tensor:
+    """Qabf of (N, 1, H, W) images on 0..255."""
     g, alpha = _qabf_features(torch.cat([f, a, b], dim=1))
     (gf, gs), (af, as_) = g.split([1, 2], dim=1), alpha.split([1, 2], dim=1)  # both sources in one pass
     num = (_qabf_q(gs, as_, gf, af, tie_strength) * gs).sum(dim=(-3, -2, -1))
-    return reduce(num / gs.sum(dim=(-3, -2, -1)), reduction)
+    return num / gs.sum(dim=(-3, -2, -1))
 
 
 def _nabf_features(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -93,6 +100,7 @@ def _nabf_q(gs: Tensor, as_: Tensor, gf: Tensor, af: Tensor) -> Tensor:
     return torch.sqrt(qg * qa)
 
 
+@kernel
 def nabf_core(f: Tensor, a: Tensor, b: Tensor, threshold: float = 2.0) -> Tensor:
     """Shreyamsha Kumar's N_abf of (N, 1, H, W) images on 0..255 (``f`` in the fused position)."""
     g, alpha = _nabf_features(torch.cat([f, a, b], dim=1))

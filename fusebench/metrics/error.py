@@ -12,13 +12,16 @@ import torch
 from torch import Tensor
 
 from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._compile import kernel
 from fusebench.metrics._registry import register_metric
 
 
+@kernel
 def _mean_sq(x: Tensor, f: Tensor) -> Tensor:
     return (x - f).square().mean(dim=(-3, -2, -1))
 
 
+@kernel
 def _vifb_mse(x: Tensor, f: Tensor) -> Tensor:
     """VIFB's "mse": sqrt(sum (X - F)^2) / (M N) (neither a mean squared nor a root-mean-squared error)."""
     m, n = f.shape[-2:]

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._compile import kernel
 from fusebench.metrics._filters import matlab_gradient, sobel
 from fusebench.metrics._registry import register_metric
 
@@ -43,14 +44,35 @@ def sf(fused: Any, ir: Any = None, vi: Any = None, *, data_range: float | None =
         tensor([10.], dtype=torch.float64)
     """
     f, _, _ = prepare(fused, None, None, data_range=data_range, needs_sources=False, min_size=2)
-    dh = (f[..., :, 1:] - f[..., :, :-1]).square().sum(dim=(-3, -2, -1))
-    dv = (f[..., 1:, :] - f[..., :-1, :]).square().sum(dim=(-3, -2, -1))
+    dh, dv = _squared_differences(f)
     m, n = f.shape[-2:]
     if norm == "valid":
         rf2, cf2 = dh / (m * (n - 1)), dv / ((m - 1) * n)
     else:
         rf2, cf2 = dh / (m * n), dv / (m * n)
     return reduce((rf2 + cf2).sqrt(), reduction)
+
+
+@kernel
+def _squared_differences(f: Tensor) -> tuple[Tensor, Tensor]:
+    """Per image, the sums of squared horizontal and vertical neighbour differences."""
+    dh = (f[..., :, 1:] - f[..., :, :-1]).square().sum(dim=(-3, -2, -1))
+    dv = (f[..., 1:, :] - f[..., :-1, :]).square().sum(dim=(-3, -2, -1))
+    return dh, dv
+
+
+@kernel
+def _gradient_sum(f: Tensor) -> Tensor:
+    """Per image, the sum of sqrt((Gx^2 + Gy^2) / 2) with MATLAB ``gradient``."""
+    gx, gy = matlab_gradient(f)
+    return ((gx * gx + gy * gy) / 2).sqrt().sum(dim=(-3, -2, -1))
+
+
+@kernel
+def _sobel_magnitude_mean(f: Tensor) -> Tensor:
+    """Per image, the mean Sobel magnitude (correlation, replicate padding)."""
+    gx, gy = sobel(f, padding="replicate", convolve=False)
+    return torch.sqrt(gx * gx + gy * gy).mean(dim=(-3, -2, -1))
 
 
 @register_metric(
@@ -76,8 +98,7 @@ def ag(fused: Any, ir: Any = None, vi: Any = None, *, data_range: float | None =
         tensor([7.0711], dtype=torch.float64)
     """
     f, _, _ = prepare(fused, None, None, data_range=data_range, needs_sources=False, min_size=2)
-    gx, gy = matlab_gradient(f)
-    total = ((gx * gx + gy * gy) / 2).sqrt().sum(dim=(-3, -2, -1))
+    total = _gradient_sum(f)
     m, n = f.shape[-2:]
     return reduce(total / (m * n if norm == "size" else (m - 1) * (n - 1)), reduction)
 
@@ -103,5 +124,4 @@ def ei(fused: Any, ir: Any = None, vi: Any = None, *, data_range: float | None =
         tensor([0.], dtype=torch.float64)
     """
     f, _, _ = prepare(fused, None, None, data_range=data_range, needs_sources=False, min_size=1)
-    gx, gy = sobel(f, padding="replicate", convolve=False)
-    return reduce(torch.sqrt(gx * gx + gy * gy).mean(dim=(-3, -2, -1)), reduction)
+    return reduce(_sobel_magnitude_mean(f), reduction)

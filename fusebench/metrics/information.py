@@ -14,6 +14,7 @@ from torch import Tensor
 
 from fusebench.metrics._cache import cached
 from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._compile import kernel
 from fusebench.metrics._filters import entropy, histogram, joint_histogram, levels
 from fusebench.metrics._registry import register_metric
 
@@ -21,16 +22,19 @@ from fusebench.metrics._registry import register_metric
 def _levels(x: Tensor, normalize: Literal["none", "minmax"]) -> Tensor:
     """Integer levels, computed in float64 so float32 and float64 inputs bin identically; shared by EN, MI and
     CE inside one evaluate() call."""
-    def compute() -> Tensor:
-        t = x.double()
-        if normalize == "minmax":
-            # VIFB: im2double stretch to [0, 1], then int16(x * 255), which rounds half away from zero.
-            lo = t.amin(dim=(-2, -1), keepdim=True)
-            hi = t.amax(dim=(-2, -1), keepdim=True)
-            return torch.floor((t - lo) / (hi - lo) * 255 + 0.5).clamp_(0, 255).long()
-        return levels(t)
+    return cached("levels", (x,), normalize, lambda: _integer_levels(x, normalize))
 
-    return cached("levels", (x,), normalize, compute)
+
+@kernel
+def _integer_levels(x: Tensor, normalize: Literal["none", "minmax"]) -> Tensor:
+    """Grey levels 0..255 (long) of ``x``, optionally min-max stretched first."""
+    t = x.double()
+    if normalize == "minmax":
+        # VIFB: im2double stretch to [0, 1], then int16(x * 255), which rounds half away from zero.
+        lo = t.amin(dim=(-2, -1), keepdim=True)
+        hi = t.amax(dim=(-2, -1), keepdim=True)
+        return torch.floor((t - lo) / (hi - lo) * 255 + 0.5).clamp(0, 255).long()
+    return levels(t)
 
 
 def _counts(x: Tensor, normalize: Literal["none", "minmax"] = "none") -> Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._compile import kernel
 from fusebench.metrics._filters import correlate1d, pad, separable
 from fusebench.metrics._registry import register_metric
 
@@ -105,8 +106,14 @@ def nlpd(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
         tensor([0.], dtype=torch.float64)
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=32)
+    return reduce(_nlpd_core(f, a, b), reduction)
+
+
+@kernel
+def _nlpd_core(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """(NLPD(A, F) + NLPD(B, F)) / 2 of (N, 1, H, W) images on 0..255."""
     n = f.shape[0]
     bands = nlp_pyramid(torch.cat([a, b, f]) / 255.0)  # F's pyramid once, shared by both pairs
     sources = [band[: 2 * n] for band in bands]
     fused = [torch.cat([band[2 * n:]] * 2) for band in bands]
-    return reduce(_band_distance(sources, fused).reshape(2, n).mean(0), reduction)
+    return _band_distance(sources, fused).reshape(2, n).mean(0)

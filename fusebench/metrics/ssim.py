@@ -18,6 +18,7 @@ from torch import Tensor
 
 from fusebench.metrics._cache import cached
 from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._compile import kernel
 from fusebench.metrics._filters import Padding, box_1d, gaussian_1d, moment_stack, separable
 from fusebench.metrics._registry import register_metric
 
@@ -25,7 +26,7 @@ Definition = Literal["wang", "skimage019", "matlab"]
 _SHIFT = 128.0
 
 # definition -> (window, padding, C1, C2, covariance correction, crop)
-_CONVENTIONS: dict[str, tuple[Tensor, Padding, float, float, float, int]] = {
+_CONVENTIONS: dict[str, tuple[tuple[float, ...], Padding, float, float, float, int]] = {
     "wang": (gaussian_1d(11, 1.5), "valid", (0.01 * 255) ** 2, (0.03 * 255) ** 2, 1.0, 0),
     "skimage019": (box_1d(7), "symmetric", (0.01 * 2) ** 2, (0.03 * 2) ** 2, 49.0 / 48.0, 3),
     "matlab": (gaussian_1d(11, 1.5), "replicate", 0.01**2, 0.03**2, 1.0, 0),
@@ -36,12 +37,18 @@ def ssim_and_cs(x: Tensor, y: Tensor, definition: Definition) -> tuple[Tensor, T
     """Mean SSIM and mean contrast-structure term per image, (N, S) each, of each plane of (N, S, H, W) ``x``
     against (N, 1, H, W) ``y`` on 0..255 under one convention."""
     win, padding, c1, c2, cov_norm, crop = _CONVENTIONS[definition]
-    w = win.to(x.dtype)
     s = x.shape[1]
     # One filtering pass for all moments; the fused image's own moments are shared by both sources.
     # Moments of (image - 128) cancel far less in E[x^2] - mu^2 (float32); none of these paddings is
     # zero padding, so the shift commutes with the filter.
-    moments = separable(moment_stack(x - _SHIFT, y - _SHIFT), w, w, padding)
+    moments = separable(moment_stack(x - _SHIFT, y - _SHIFT), win, win, padding)
+    return _mean_maps(moments, s, c1, c2, cov_norm, crop)
+
+
+@kernel
+def _mean_maps(moments: Tensor, s: int, c1: float, c2: float, cov_norm: float, crop: int) -> tuple[Tensor, Tensor]:
+    """Mean SSIM and contrast-structure maps from the filtered stack [mu_x, mu_y, Exx, Eyy, Exy] of the shifted
+    images."""
     mu_x, mu_y, exx, eyy, exy = moments.split([s, 1, s, 1, s], dim=1)
     vx = cov_norm * (exx - mu_x * mu_x)
     vy = cov_norm * (eyy - mu_y * mu_y)
@@ -97,6 +104,7 @@ def ssim(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
 _MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
+@kernel
 def _halve(x: Tensor) -> Tensor:
     """2x2 block means; an odd last row/column is dropped."""
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2

@@ -11,9 +11,11 @@ from typing import Any
 from torch import Tensor
 
 from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._compile import kernel
 from fusebench.metrics._registry import register_metric
 
 
+@kernel
 def pearson(x: Tensor, y: Tensor) -> Tensor:
     """Pearson r per image of two (N, 1, H, W) tensors (NaN when either image is constant)."""
     xc = x - x.mean(dim=(-3, -2, -1), keepdim=True)
@@ -47,8 +49,13 @@ def sd(fused: Any, ir: Any = None, vi: Any = None, *, data_range: float | None =
         tensor([127.5000], dtype=torch.float64)
     """
     f, _, _ = prepare(fused, None, None, data_range=data_range, needs_sources=False, min_size=1)
+    return reduce(_population_sd(f), reduction)
+
+
+@kernel
+def _population_sd(f: Tensor) -> Tensor:
     fc = f - f.mean(dim=(-3, -2, -1), keepdim=True)
-    return reduce((fc * fc).mean(dim=(-3, -2, -1)).sqrt(), reduction)
+    return (fc * fc).mean(dim=(-3, -2, -1)).sqrt()
 
 
 @register_metric(

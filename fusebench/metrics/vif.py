@@ -16,11 +16,13 @@ from torch import Tensor
 
 from fusebench.metrics._cache import cached
 from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._compile import kernel
 from fusebench.metrics._filters import gaussian_1d, moment_stack, separable
 from fusebench.metrics._registry import register_metric
 
 _EPS = 1e-10
 _SIGMA_NSQ = 2.0
+_WINDOWS = {size: gaussian_1d(size, size / 5) for size in (17, 9, 5, 3)}  # one per scale: N = 2^(5-s) + 1
 
 
 def _vif_statistics(ref: Tensor, dist: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
@@ -34,29 +36,32 @@ def _vif_statistics(ref: Tensor, dist: Tensor) -> list[tuple[Tensor, Tensor, Ten
     ref, dist = ref - 128.0, dist - 128.0
     for scale in range(1, 5):
         size = 2 ** (5 - scale) + 1
-        w = gaussian_1d(size, size / 5).to(ref.dtype)
+        w = _WINDOWS[size]
         if scale > 1:
             ref, dist = separable(torch.cat([ref, dist], dim=1), w, w, step=2).split([s, 1], dim=1)
-        moments = separable(moment_stack(ref, dist), w, w)
-        mu1, mu2, e11, e22, e12 = moments.split([s, 1, s, 1, s], dim=1)
-        s1 = e11.sub_(mu1 * mu1).clamp_(min=0)
-        s2 = e22.sub_(mu2 * mu2).clamp_(min=0).expand_as(s1)
-        s12 = e12.sub_(mu1 * mu2)
-        g = s12 / (s1 + _EPS)
-        sv = s2 - g * s12
-        low1 = s1 < _EPS
-        g.masked_fill_(low1, 0.0)
-        sv = torch.where(low1, s2, sv)
-        s1.masked_fill_(low1, 0.0)
-        low2 = s2 < _EPS
-        g.masked_fill_(low2, 0.0)
-        sv.masked_fill_(low2, 0.0)
-        neg = g < 0
-        sv = torch.where(neg, s2, sv)
-        g.masked_fill_(neg, 0.0)
-        sv.clamp_(min=_EPS)
-        out.append((g, s1, sv))
+        out.append(_guarded_statistics(separable(moment_stack(ref, dist), w, w), s))
     return out
+
+
+@kernel
+def _guarded_statistics(moments: Tensor, s: int) -> tuple[Tensor, Tensor, Tensor]:
+    """g, s1 and sv from the filtered moment stack [mu1, mu2, E11, E22, E12] with ``vifp_mscale.m``'s guards."""
+    mu1, mu2, e11, e22, e12 = moments.split([s, 1, s, 1, s], dim=1)
+    # functional on purpose: in-place updates of the input make the compiled kernel write them back (20x slower)
+    s1 = (e11 - mu1 * mu1).clamp(min=0)
+    s2 = (e22 - mu2 * mu2).clamp(min=0)
+    s12 = e12 - mu1 * mu2
+    g = s12 / (s1 + _EPS)
+    sv = s2 - g * s12
+    low1, low2 = s1 < _EPS, s2 < _EPS
+    g = torch.where(low1 | low2, 0.0, g)
+    sv = torch.where(low2, 0.0, torch.where(low1, s2, sv))
+    s1 = torch.where(low1, 0.0, s1)
+    neg = g < 0
+    sv = torch.where(neg, s2, sv)
+    g = torch.where(neg, 0.0, g)
+    sv = sv.clamp(min=_EPS)
+    return g, s1, sv
 
 
 def _vif_scales(a: Tensor, b: Tensor, f: Tensor, sigma_nsq: float) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
@@ -64,7 +69,13 @@ def _vif_scales(a: Tensor, b: Tensor, f: Tensor, sigma_nsq: float) -> Iterator[t
     statistics are shared between VIF and VIFF inside one evaluate() call."""
     stats = cached("vif_statistics", (a, b, f), None, lambda: _vif_statistics(torch.cat([a, b], dim=1), f))
     for g, s1, sv in stats:
-        yield torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq), g
+        yield (*_information_terms(g, s1, sv, sigma_nsq), g)
+
+
+@kernel
+def _information_terms(g: Tensor, s1: Tensor, sv: Tensor, sigma_nsq: float) -> tuple[Tensor, Tensor]:
+    """VID = log10(1 + g^2 s1 / (sv + sigma_n^2)) and VIND = log10(1 + s1 / sigma_n^2)."""
+    return torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq)
 
 
 def vifp_multiscale(a: Tensor, b: Tensor, f: Tensor, sigma_nsq: float = _SIGMA_NSQ) -> Tensor:
@@ -134,9 +145,14 @@ def viff(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=41)
     out = torch.zeros(f.shape[0], dtype=f.dtype, device=f.device)
     for weight, (vid, vind, g) in zip(_HAN_WEIGHTS, _vif_scales(a, b, f, _HAN_SIGMA_NSQ)):
-        first = g[:, :1] < g[:, 1:]  # MATLAB: L = G1 < G2 selects source 1 (IR), else source 2 (VI)
-        vid_sel = torch.where(first, vid[:, :1], vid[:, 1:])
-        vind_sel = torch.where(first, vind[:, :1], vind[:, 1:])
-        fs = (vid_sel + 1e-7).sum(dim=(-3, -2, -1)) / (vind_sel + 1e-7).sum(dim=(-3, -2, -1))
-        out = out + weight * fs
+        out = out + weight * _smaller_gain_fidelity(vid, vind, g)
     return reduce(out, reduction)
+
+
+@kernel
+def _smaller_gain_fidelity(vid: Tensor, vind: Tensor, g: Tensor) -> Tensor:
+    """sum(VID_sel + 1e-7) / sum(VIND_sel + 1e-7), per coefficient the source with the smaller gain."""
+    first = g[:, :1] < g[:, 1:]  # MATLAB: L = G1 < G2 selects source 1 (IR), else source 2 (VI)
+    vid_sel = torch.where(first, vid[:, :1], vid[:, 1:])
+    vind_sel = torch.where(first, vind[:, :1], vind[:, 1:])
+    return (vid_sel + 1e-7).sum(dim=(-3, -2, -1)) / (vind_sel + 1e-7).sum(dim=(-3, -2, -1))
