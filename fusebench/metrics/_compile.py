@@ -61,7 +61,7 @@ def kernel(fn: F) -> F:
             compiled = torch.compile(fn)
         try:
             return compiled(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - any compiler failure falls back; a real error re-raises below
+        except Exception as exc:  # noqa: BLE001 - compiler failures fall back; a real error in fn re-raises below
             out = fn(*args, **kwargs)
             _BROKEN.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
             warnings.warn(f"torch.compile failed for the metric kernels ({_BROKEN[0]}); using eager torch.",

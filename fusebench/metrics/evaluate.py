@@ -32,6 +32,7 @@ def _cpu_chunk_pixels(compiled: bool, dtype: torch.dtype) -> int:
     compiled float64 does not (both measured with benchmarks/metrics_speed.py at batch sizes 1 and 8)."""
     return 1 << 21 if compiled and dtype == torch.float32 else 1 << 19
 
+
 DEFAULT_METRICS: tuple[str, ...] = (
     "EN", "SD", "SF", "AG", "MI", "SCD", "CC", "VIF", "Qabf", "SSIM", "PSNR", "Nabf",
 )
@@ -116,9 +117,9 @@ def evaluate(
         dtype: torch.float64 (reference accuracy) or torch.float32 (fast path).
         cache: compute intermediates that several metrics share (VIF/VIFF statistics, SSIM terms, Qcb/Qcv
             spectra, grey levels and histograms) once per batch; the numbers are the same either way.
-        compile: run the metrics' tensor cores through ``torch.compile`` (fused loops; 2-4x faster on CPU
-            after a one-off compilation of tens of seconds per image size, so for whole datasets). Results
-            agree with eager to rounding (float64: ~1e-14 relative).
+        compile: run the metrics' tensor cores through ``torch.compile`` (fused loops, 2-3x faster on CPU).
+            Compiling takes ~2 minutes for all metrics the first time on a machine (~25 s in later processes,
+            from torch's disk cache), so it is for whole datasets. The numbers agree with eager to rounding.
 
     Returns:
         DataFrame indexed by ``ids``; ``df.attrs`` holds "profile" and "profile_info".
