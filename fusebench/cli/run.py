@@ -35,7 +35,8 @@ Examples:
               help="Metric convention profile: fusebench, cddfuse, tang or vifb.")
 @click.option("--compile-metrics", is_flag=True,
               help="torch.compile the metric kernels: 2-3x faster scoring, same numbers, after compiling "
-                   "(~2 min the first time on a CPU, ~25 s later from the cache); for large datasets.")
+                   "(~2 min the first time on a CPU, ~25 s later from the cache); for large datasets of one "
+                   "image size.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Results folder; a run into an existing matching folder resumes.")
 @click.option("--seed", type=int, default=0, show_default=True)

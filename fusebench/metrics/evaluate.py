@@ -119,7 +119,8 @@ def evaluate(
             spectra, grey levels and histograms) once per batch; the numbers are the same either way.
         compile: run the metrics' tensor cores through ``torch.compile`` (fused loops, 2-3x faster on CPU).
             Compiling takes ~2 minutes for all metrics the first time on a machine (~25 s in later processes,
-            from torch's disk cache), so it is for whole datasets. The numbers agree with eager to rounding.
+            from torch's disk cache), so it is for large datasets of one image size. The numbers agree with
+            eager to rounding.
 
     Returns:
         DataFrame indexed by ``ids``; ``df.attrs`` holds "profile" and "profile_info".
