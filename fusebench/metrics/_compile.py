@@ -36,11 +36,18 @@ def compiled_kernels(enabled: bool = True) -> Iterator[None]:
 
                 # Each filter length, decimation step and dtype is its own graph of the same function (the
                 # separable filter alone has ~20), past torch's default of 8 graphs per function.
-                limit = max(64, torch._dynamo.config.recompile_limit)
-                stack.enter_context(torch._dynamo.config.patch(recompile_limit=limit))
+                config = torch._dynamo.config
+                name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # < 2.6
+                stack.enter_context(config.patch(**{name: max(64, getattr(config, name))}))
             yield
     finally:
         _ENABLED.reset(token)
+
+
+def is_compiling() -> bool:
+    """Whether torch is tracing a function for compilation right now (always False before torch 2.3)."""
+    check = getattr(torch.compiler, "is_compiling", None)
+    return bool(check and check())
 
 
 def enabled() -> bool:
@@ -55,7 +62,7 @@ def kernel(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         nonlocal compiled
-        if not enabled() or torch.compiler.is_compiling():
+        if not enabled() or is_compiling():
             return fn(*args, **kwargs)
         if compiled is None:
             compiled = torch.compile(fn)

@@ -77,7 +77,7 @@ def separable(x: Tensor, rows: Sequence[float] | Tensor, cols: Sequence[float] |
     keeping every ``step``-th output along H and W (``[..., ::step, ::step]`` of the full result, computed
     directly)."""
     x = pad(x, len(rows) // 2, len(cols) // 2, padding)
-    if _compile.enabled() and not torch.compiler.is_compiling():  # inside a compiled core: plain slices
+    if _compile.enabled() and not _compile.is_compiling():  # inside a compiled core: plain slices
         taps = [_tap_tensor(tuple(w.tolist() if isinstance(w, Tensor) else w), x.dtype, x.device)
                 for w in (rows, cols)]
         return _separable_fused(x, *taps, step)
