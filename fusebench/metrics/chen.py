@@ -94,6 +94,25 @@ def _contrast_window(sigma: float) -> Tensor:
     return torch.exp(-(r * r) / (2 * sigma * sigma))
 
 
+# (factor, norm) of each window: the 31x31 window is outer(factor, factor) / norm, norm = 2 pi sigma^2
+_CONTRAST_WINDOWS = tuple((tuple(_contrast_window(sigma).tolist()), 2 * math.pi * sigma * sigma)
+                          for sigma in _CONTRAST_SIGMAS)
+
+
+@functools.lru_cache(maxsize=8)
+def _contrast_spectra(ph: int, pw: int, device: torch.device) -> Tensor:
+    """Both windows' spectra (2, ph, pw // 2 + 1) on a ph x pw grid with the window centred on the origin.
+    The windows are even about the origin, so the spectra are real and separable. Cached per grid size."""
+    origin = torch.arange(-_CONTRAST_RADIUS, _CONTRAST_RADIUS + 1, device=device)
+    spectra = []
+    for factor, norm in _CONTRAST_WINDOWS:
+        g = torch.tensor(factor, dtype=torch.float64, device=device)
+        col = torch.zeros(ph, dtype=torch.float64, device=device).index_put_((origin % ph,), g)
+        row = torch.zeros(pw, dtype=torch.float64, device=device).index_put_((origin % pw,), g)
+        spectra.append(torch.fft.fft(col).real[:, None] * torch.fft.rfft(row).real[None, :] * (1.0 / norm))
+    return torch.stack(spectra)
+
+
 def _local_contrast(x: Tensor) -> Tensor:
     """|G1*x / G2*x - 1| with unnormalised 31x31 Gaussians (sigma 2, 4), filter2 'same' zero padding.
 
@@ -103,22 +122,13 @@ def _local_contrast(x: Tensor) -> Tensor:
     """
     if _compile.enabled():
         xp = pad(x, _CONTRAST_RADIUS, _CONTRAST_RADIUS, "zeros")
-        g1, g2 = (separable(xp, (g / (2 * math.pi * sigma * sigma)).tolist(), g.tolist())
-                  for sigma in _CONTRAST_SIGMAS for g in [_contrast_window(sigma)])
+        g1, g2 = (separable(xp, [v / norm for v in factor], factor) for factor, norm in _CONTRAST_WINDOWS)
         return (g1 / g2).sub_(1).abs_()
     h, w = x.shape[-2:]
     ph, pw = _fast_length(h + _CONTRAST_RADIUS), _fast_length(w + _CONTRAST_RADIUS)
-    origin = torch.arange(-_CONTRAST_RADIUS, _CONTRAST_RADIUS + 1, device=x.device)
-    responses = []
-    for sigma in _CONTRAST_SIGMAS:
-        g = _contrast_window(sigma).to(x.device)
-        col = torch.zeros(ph, dtype=torch.float64, device=x.device).index_put_((origin % ph,), g)
-        row = torch.zeros(pw, dtype=torch.float64, device=x.device).index_put_((origin % pw,), g)
-        # the kernel is even about the origin, so its spectrum is real; the outer product is separable
-        scale = 1.0 / (2 * math.pi * sigma * sigma)
-        responses.append(torch.fft.fft(col).real[:, None] * torch.fft.rfft(row).real[None, :] * scale)
     spec = torch.fft.rfft2(x, s=(ph, pw))
-    g1, g2 = torch.fft.irfft2(spec[:, None] * torch.stack(responses)[:, None], s=(ph, pw))[..., :h, :w].unbind(1)
+    filtered = torch.fft.irfft2(spec[:, None] * _contrast_spectra(ph, pw, x.device)[:, None], s=(ph, pw))
+    g1, g2 = filtered[..., :h, :w].unbind(1)
     return (g1 / g2).sub_(1).abs_()
 
 
