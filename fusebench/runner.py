@@ -73,6 +73,7 @@ def _method_fingerprint(method: FusionMethod, config: RunConfig, pairs: PairData
         "method_cfg": json.loads(json.dumps(method.cfg, default=str)),
         "weights": str(weights) if weights else None,
         "weights_sha256": sha256_file(weights) if weights and Path(weights).is_file() else None,
+        "weights_files_sha256": [sha256_file(p) for p in method.cfg.get("weights_files", [])],
         "dataset": pairs.key,
         "ids_sha256": ids_hash(pairs.ids),
         "inputs_sha256": inputs_hash(pairs),
@@ -137,17 +138,22 @@ def fuse_dataset(
     todo = [i for i, p in enumerate(pairs.pairs) if not (fused_dir / f"{p.id}.png").exists()]
     fused_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(todo, desc=f"{method.name} on {pairs.key}", unit="pair", disable=not progress)
+    reads_files = callable(getattr(method, "fuse_files", None))
     for index in bar:
-        sample = pairs[index]
-        ir, vi = sample.ir[None].to(device), sample.vi[None].to(device)
+        pair = pairs.pairs[index]
         start = time.perf_counter()
-        with torch.inference_mode():
-            fused = method.fuse_images(ir, vi, ids=[sample.id])
+        if reads_files:  # published networks read the files with their official readers (exactness)
+            image = method.fuse_files(pair.ir, pair.vi)
+        else:
+            sample = pairs[index]
+            ir, vi = sample.ir[None].to(device), sample.vi[None].to(device)
+            with torch.inference_mode():
+                image = _to_numpy_image(method.fuse_images(ir, vi, ids=[sample.id])[0])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
-        write_png(fused_dir / f"{sample.id}.png", _to_numpy_image(fused[0]))
-        _append_timing(timings_path, sample.id, seconds)
+        write_png(fused_dir / f"{pair.id}.png", image)
+        _append_timing(timings_path, pair.id, seconds)
     return len(todo), len(pairs) - len(todo)
 
 

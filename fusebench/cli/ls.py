@@ -22,9 +22,10 @@ def ls(kind: str, pattern: str) -> None:
     if kind == "methods":
         from fusebench.methods import METHODS
 
-        rows = [(e.name, "yes" if e.meta.get("trainable") else "", e.meta.get("description", ""))
+        rows = [(e.name, "yes" if e.meta.get("trainable") else "", _weights_column(e.meta),
+                 e.meta.get("description", ""))
                 for e in METHODS if e.name in METHODS.list(pattern)]
-        headers = ["method", "trainable", "description"]
+        headers = ["method", "trainable", "official weights (licence)", "description"]
     elif kind == "metrics":
         from fusebench.metrics import get_metric, list_metrics
 
@@ -45,3 +46,11 @@ def ls(kind: str, pattern: str) -> None:
         rows = [(e.name, e.meta.get("description", "")) for e in DATASETS if e.name in DATASETS.list(pattern)]
         headers = ["dataset", "description"]
     click.echo(tabulate(rows, headers=headers, tablefmt="simple"))
+
+
+def _weights_column(meta) -> str:
+    """'download (licence)' for methods whose official weights are fetched from their authors on first use."""
+    cfg = meta.get("pretrained")
+    if cfg is None or not cfg.needs_download:
+        return ""
+    return f"download ({cfg.license})"

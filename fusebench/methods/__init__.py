@@ -8,6 +8,7 @@ from fusebench.methods import (  # noqa: F401
     maefuse,
     maefuse_official,
     pixel,
+    zoo,
 )
 from fusebench.methods.base import (
     METHODS,
