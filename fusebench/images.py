@@ -2,7 +2,8 @@
 
 Images are returned as float32 numpy arrays in [0, 1], shape (H, W) for grey and (H, W, 3) for colour.
 8-bit files are divided by 255 and 16-bit files by 65535, so both kinds of thermal data load the same way.
-Infrared stored as three equal channels (LLVIP, most of VIFB) becomes one channel.
+Infrared stored as three equal channels (LLVIP, most of VIFB) becomes one channel. A JPEG's EXIF orientation
+is applied, so a camera's rotated visible image is fused the way it is displayed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fusebench.files import atomic_write
 
@@ -20,6 +21,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # BT.601 luma, the same weights as fusebench.color, for RGB infrared whose channels differ.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+_ORIENTATION = 0x0112  # EXIF tag
 
 
 class ImageError(ValueError):
@@ -31,12 +33,23 @@ class ImageError(ValueError):
         self.problem = problem
 
 
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 = as stored; 2-8 = mirrored and/or rotated), 1 when there is none."""
+    try:
+        value = int(img.getexif().get(_ORIENTATION, 1))
+    except (TypeError, ValueError, OSError):  # a malformed EXIF block: treat the image as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
 def _decode(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ImageError(path, "file not found")
     try:
         with Image.open(path) as img:
             img.load()
+            if exif_orientation(img) != 1:  # show the image as cameras and viewers do (JPEG EXIF rotation)
+                img = ImageOps.exif_transpose(img)
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
                 return np.asarray(img, dtype=np.uint16)
@@ -84,13 +97,16 @@ def read_image(path: str | os.PathLike[str], mode: Literal["grey", "keep"] = "ke
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(width, height) from the header alone; raises ImageError for unreadable files."""
+    """(width, height) as displayed (EXIF rotation applied), from the header alone; ImageError if unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(path, "file not found")
     try:
         with Image.open(path) as img:
-            return img.size
+            width, height = img.size
+            # Pillow applies a TIFF's orientation itself; JPEG and others are rotated by read_image
+            turned = img.format != "TIFF" and exif_orientation(img) in (5, 6, 7, 8)
+            return (height, width) if turned else (width, height)
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageError(path, f"cannot decode image ({exc})") from exc
 

@@ -62,3 +62,22 @@ def test_written_files_get_umask_permissions(tmp_path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize(("orientation", "expected"), [
+    (3, lambda a: a[::-1, ::-1]),  # rotated 180
+    (6, lambda a: np.rot90(a, -1)),  # rotate 90 clockwise to display
+    (8, lambda a: np.rot90(a, 1)),  # rotate 90 counter-clockwise to display
+    (2, lambda a: a[:, ::-1]),  # mirrored
+])
+def test_exif_orientation_is_applied(tmp_path, orientation, expected) -> None:
+    stored = np.random.default_rng(orientation).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "vi.jpg", exif=exif.tobytes(), quality=95)
+    decoded = np.asarray(Image.open(tmp_path / "vi.jpg"))  # the pixels as stored, before rotation
+    out = read_image(tmp_path / "vi.jpg")
+    np.testing.assert_array_equal(out, expected(decoded).astype(np.float32) / 255)
+    from fusebench.images import image_size
+
+    assert image_size(tmp_path / "vi.jpg") == (out.shape[1], out.shape[0])

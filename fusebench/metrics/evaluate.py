@@ -50,7 +50,15 @@ def _as_nchw(x: Any, name: str) -> Tensor:
     if t.ndim == 2:
         t = t[None, None]
     elif t.ndim == 3:
-        t = t.permute(2, 0, 1)[None] if from_numpy and t.shape[-1] in (1, 3) else t[:, None]
+        if from_numpy and t.shape[-1] in (1, 3):
+            t = t.permute(2, 0, 1)[None]
+        elif t.shape[0] == 3:  # three grey images, or one RGB image in (C, H, W)?
+            raise ValueError(
+                f"`{name}` of shape {tuple(t.shape)} is ambiguous: pass one RGB image as (1, 3, H, W) (or "
+                "(H, W, 3) as numpy), or three grey images as (3, 1, H, W)."
+            )
+        else:
+            t = t[:, None]
     elif t.ndim == 4:
         if t.shape[1] not in (1, 3) and t.shape[-1] in (1, 3):
             t = t.permute(0, 3, 1, 2)
@@ -68,16 +76,23 @@ def _quantise(t: Tensor, name: str, data_range: float | None, device: torch.devi
     """Validated image on integer 0..255 levels, float64 on ``device`` (round half to even)."""
     rng = resolve_range(t, name, data_range)
     check_values(t, name, rng)
+    if t.dtype != torch.uint8 and rng == 255.0 and 0 < float(t.max()) <= 1.0:
+        raise ValueError(
+            f"`{name}` has data_range=255 but all its values are in [0, 1]: pass data_range=1.0 for images in "
+            "[0, 1] (or give 0..255 images as uint8)."
+        )
     t64 = t.to(device=device, dtype=torch.float64)
     return t64 if t.dtype == torch.uint8 else (t64 * (255.0 / rng)).round()
 
 
-def _grey(t: Tensor, p: Profile) -> Tensor:
-    """One plane per image: equal channels stay as they are, colour becomes the profile's rounded luminance."""
+def _grey(t: Tensor, p: Profile, rounded: bool = True) -> Tensor:
+    """One plane per image: equal channels stay as they are, colour becomes the profile's (rounded) luminance."""
     if t.shape[1] == 1:
         return t
     r, g, b = t.unbind(1)
     y = p.luma[0] * r + p.luma[1] * g + p.luma[2] * b
+    if not rounded:  # a grey pixel stays exactly grey (the coefficients sum to 1 only up to rounding)
+        return torch.where((r == g) & (g == b), r, y)[:, None]
     y = torch.round(y) if p.luma_rounding == "half_even" else torch.floor(y + 0.5)
     return y[:, None].clamp_(0, 255)
 
@@ -108,7 +123,9 @@ def evaluate(
     """Score N fused images against their sources: one row per image, one column per metric.
 
     Args:
-        fused, ir, vi: (N, C, H, W), (N, H, W), (H, W) or (H, W, C); torch, numpy or PIL; grey or RGB.
+        fused, ir, vi: (N, C, H, W), (N, H, W), (H, W) or (H, W, C); torch, numpy or PIL; grey or RGB. Or
+            lists of single images (paths, arrays, tensors, PIL) that may differ in size, or one path each.
+            A 3-D tensor (3, H, W) is refused as ambiguous (three grey images or one RGB image?).
         metrics: registered names (default ``DEFAULT_METRICS``); aliases such as "qabf" are accepted.
         profile: "fusebench" (default), "cddfuse", "tang", "tang_fixed", "vifb" or a Profile.
         data_range: 1.0 or 255.0, required for float inputs (uint8 is 0..255).
@@ -128,6 +145,9 @@ def evaluate(
     Raises:
         TypeError: unsupported input types or dtypes. ValueError: shapes, ranges, NaN/inf, missing data_range.
     """
+    if any(isinstance(x, (list, tuple, str, os.PathLike)) for x in (fused, ir, vi)):
+        return _evaluate_list(fused, ir, vi, metrics=metrics, profile=profile, data_range=data_range, ids=ids,
+                              device=device, dtype=dtype, cache=cache, compile=compile)
     p = get_profile(profile)
     names = [get_metric(m).name for m in (metrics if metrics is not None else DEFAULT_METRICS)]
     if len(set(names)) != len(names):
@@ -147,6 +167,11 @@ def evaluate(
     f, a, b = (_quantise(imgs[nm], nm, data_range, dev) for nm in ("fused", "ir", "vi"))
     pf, pa, pb, k = _planes(f, a, b, p)
     pf, pa, pb = (x.to(dtype) for x in (pf, pa, pb))
+    unrounded = [name for name in names if name in p.unrounded_luma]
+    if k == 1 and unrounded and 3 in (a.shape[1], b.shape[1]):  # VIFB: rgb2gray of a double source
+        exact = {"ir": _grey(a, p, rounded=False).to(dtype), "vi": _grey(b, p, rounded=False).to(dtype)}
+    else:
+        exact = {}
     for name in names:
         entry = get_metric(name)
         if min(h, w) < entry.min_size:
@@ -169,6 +194,8 @@ def evaluate(
                     if k == 3 and name in p.side_by_side:  # VIFB indexes an RGB image as an M x 3N matrix
                         wide = cf.reshape(m, 3, h, w).permute(0, 2, 1, 3).reshape(m, 1, h, 3 * w)
                         vals = entry.factory(wide, data_range=255.0, **opts)
+                    elif exact and name in unrounded:
+                        vals = entry.factory(cf, exact["ir"][sl], exact["vi"][sl], data_range=255.0, **opts)
                     else:
                         vals = entry.factory(cf, ca, cb, data_range=255.0, **opts).reshape(m, k).mean(1)
                     parts[name].append(vals.double().cpu().numpy())
@@ -178,6 +205,39 @@ def evaluate(
     df.attrs["profile_info"] = profile_info(p, names)
     df.attrs["metrics"] = {m: metric_info(m) for m in names}
     return df
+
+
+def _evaluate_list(fused: Any, ir: Any, vi: Any, *, ids: Sequence[Any] | None, **kw: Any) -> pd.DataFrame:
+    """``evaluate`` for lists of images (paths, arrays, tensors, PIL) that may differ in size.
+
+    Each element is one image; images of one size are scored together and the rows come back in list order.
+    """
+    lists = {}
+    for nm, x in (("fused", fused), ("ir", ir), ("vi", vi)):
+        items = list(x) if isinstance(x, (list, tuple)) else [x]
+        lists[nm] = [_read_8bit(i, "grey" if nm == "ir" else "keep") if isinstance(i, (str, os.PathLike))
+                     else i for i in items]
+    n = len(lists["fused"])
+    if len(lists["ir"]) != n or len(lists["vi"]) != n:
+        raise ValueError(f"Expected as many `ir` and `vi` images as `fused` images ({n}). "
+                         f"Got {len(lists['ir'])} and {len(lists['vi'])}.")
+    labels = list(ids) if ids is not None else list(range(n))
+    if len(labels) != n:
+        raise ValueError(f"Expected one id per image ({n}). Got {len(labels)} ids.")
+    single = {nm: [_as_nchw(i, f"{nm}[{j}]") for j, i in enumerate(v)] for nm, v in lists.items()}
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for j in range(n):
+        key = (*single["fused"][j].shape[1:], single["vi"][j].shape[1], str(single["fused"][j].dtype))
+        groups.setdefault(key, []).append(j)
+    frames: list[tuple[int, pd.DataFrame]] = []
+    for members in groups.values():
+        stacked = [torch.cat([single[nm][j] for j in members]) for nm in ("fused", "ir", "vi")]
+        df = evaluate(*stacked, ids=[labels[j] for j in members], **kw)
+        frames.extend((j, df.iloc[[r]]) for r, j in enumerate(members))
+    frames.sort(key=lambda t: t[0])
+    out = pd.concat([f for _, f in frames])
+    out.attrs = frames[0][1].attrs
+    return out
 
 
 def _read_8bit(path: str | os.PathLike[str], mode: str) -> np.ndarray:

@@ -34,6 +34,8 @@ class Profile:
     defines: tuple[str, ...]
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     side_by_side: tuple[str, ...] = ()
+    #: metrics whose reference converts a colour source next to a grey fused image without rounding the luma
+    unrounded_luma: tuple[str, ...] = ()
     units: Mapping[str, str] = field(default_factory=dict)
     reference: str = ""
 
@@ -102,7 +104,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
     "vifb": Profile(
         name="vifb",
         description="VIFB's MATLAB toolkit (xingchenzhang/VIFB @ 22b2ea9): colour fused images scored per RGB "
-                    "channel and averaged; grey F with colour sources uses rgb2gray (rounded to uint8).",
+                    "channel and averaged; grey F with colour sources uses rgb2gray: unrounded for PSNR, RMSE "
+                    "and Qabf (VIFB converts to double first), rounded to uint8 for the others.",
         colour="per_channel", luma=MATLAB_RGB2GRAY, luma_rounding="half_away",
         defines=("CE", "EN", "MI", "PSNR", "AG", "EI", "Qabf", "SD", "SF", "RMSE", "SSIM", "Qcb", "Qcv"),
         options=_frozen({
@@ -115,6 +118,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
             "Qabf": {"tie_strength": "gf"},
         }),
         side_by_side=("SF",),
+        unrounded_luma=("PSNR", "RMSE", "Qabf"),
         units={"MI": "nats (min-max stretched)", "EN": "bits", "CE": "bits", "PSNR": "dB (VIFB definition)"},
         reference="github.com/xingchenzhang/VIFB@22b2ea9 metrics/*.m",
     ),
@@ -166,6 +170,7 @@ def profile_info(name: str | Profile, metrics: tuple[str, ...] | list[str] | Non
         "colour": p.colour,
         "luma": list(p.luma),
         "luma_rounding": p.luma_rounding,
+        "unrounded_luma": list(p.unrounded_luma),
         "quantisation": "every image rounded to integer 0..255 levels before scoring",
         "fallback": [m for m, v in per_metric.items() if not v["from_reference"]],
         "metrics": per_metric,

@@ -503,15 +503,19 @@ LUMA = {"fusebench": (0.299, 0.587, 0.114), "cddfuse": (0.299, 0.587, 0.114),
         "tang": (0.298936021293775, 0.587043074451121, 0.114020904255103)}
 
 
-def to_grey(x: np.ndarray, profile: str) -> np.ndarray:
+def to_grey(x: np.ndarray, profile: str, rounded: bool = True) -> np.ndarray:
     """(H, W) or (H, W, 3) uint8-valued -> (H, W) float64 as each reference converts it."""
     x = x.astype(np.float64)
     if x.ndim == 2:
         return x
     if profile in ("fusebench", "cddfuse"):
         return np.round(0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2])
-    c = LUMA["tang"]  # MATLAB rgb2gray on uint8: round half away from zero
-    return np.floor(c[0] * x[..., 0] + c[1] * x[..., 1] + c[2] * x[..., 2] + 0.5)
+    c = LUMA["tang"]  # MATLAB rgb2gray: rounds half away from zero on uint8, not on double input
+    y = c[0] * x[..., 0] + c[1] * x[..., 1] + c[2] * x[..., 2]
+    if rounded:
+        return np.floor(y + 0.5)
+    grey = (x[..., 0] == x[..., 1]) & (x[..., 1] == x[..., 2])
+    return np.where(grey, x[..., 0], y)  # a grey pixel is its own luminance
 
 
 def score(metric: str, profile_name: str, options: dict, f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
@@ -524,4 +528,6 @@ def score(metric: str, profile_name: str, options: dict, f: np.ndarray, a: np.nd
             return fn(wide, **options)
         return float(np.mean([fn(ch(f, k), ch(a, k), ch(b, k), **options) for k in range(3)]))
     prof = "tang" if profile_name in ("tang", "tang_fixed", "vifb") else profile_name
-    return fn(to_grey(f, prof), to_grey(a, prof), to_grey(b, prof), **options)
+    # VIFB's PSNR, RMSE and Qabf call rgb2gray on double(source) next to a grey F: no rounding
+    rounded = not (profile_name == "vifb" and metric in ("PSNR", "RMSE", "Qabf"))
+    return fn(to_grey(f, prof), to_grey(a, prof, rounded), to_grey(b, prof, rounded), **options)

@@ -146,3 +146,44 @@ def test_evaluate_files_errors_name_the_file(shared_data, tmp_path):
     with pytest.raises(ValueError, match="differ in size: .*fused.png"):
         M.evaluate_files([(good[0], good[1], other[2], good[3])], metrics=["EN"])
     assert M.evaluate_files([], metrics=["EN"]).empty
+
+
+def test_ambiguous_layouts_and_ranges_are_refused(rgb_triple):
+    f, a, b = rgb_triple
+    chw = torch.from_numpy(np.moveaxis(f, -1, 0).copy())  # one RGB image as (3, H, W)
+    with pytest.raises(ValueError, match=r"ambiguous: pass one RGB image as \(1, 3, H, W\)"):
+        M.evaluate(chw, a, b)
+    with pytest.raises(ValueError, match="data_range=255 but all its values are in \\[0, 1\\]: pass data_range=1.0"):
+        M.evaluate(f / 255.0, a / 255.0, b / 255.0, data_range=255.0)
+
+
+def test_lists_and_paths_of_different_sizes(tmp_path, rgb_triple):
+    f, a, b = rgb_triple
+    small = [x[:44, :50] for x in (f, a, b)]
+    want_big = M.evaluate(f, a, b, metrics=["EN", "Qabf"])
+    want_small = M.evaluate(*small, metrics=["EN", "Qabf"])
+    for name, x in zip(("f", "a", "b"), (f, a, b), strict=True):
+        Image.fromarray(x).save(tmp_path / f"{name}.png")
+    df = M.evaluate([small[0], tmp_path / "f.png", small[0]], [small[1], str(tmp_path / "a.png"), small[1]],
+                    [small[2], tmp_path / "b.png", small[2]], metrics=["EN", "Qabf"], ids=["s1", "big", "s2"])
+    assert list(df.index) == ["s1", "big", "s2"]
+    np.testing.assert_allclose(df.loc["big"].to_numpy(), want_big.iloc[0].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(df.loc["s2"].to_numpy(), want_small.iloc[0].to_numpy(), rtol=1e-12)
+    one = M.evaluate(tmp_path / "f.png", tmp_path / "a.png", tmp_path / "b.png", metrics=["EN"])
+    assert one["EN"].iloc[0] == pytest.approx(want_big["EN"].iloc[0], rel=1e-12)
+    with pytest.raises(ValueError, match=r"as many `ir` and `vi` images as `fused` images \(2\)"):
+        M.evaluate([f, f], [a], [b, b])
+
+
+@pytest.mark.parametrize("metric", ["PSNR", "RMSE", "Qabf", "SSIM", "MI"])
+def test_vifb_grey_fused_with_colour_sources(rgb_triple, metric):
+    """VIFB converts a colour source with an unrounded rgb2gray for PSNR, RMSE and Qabf, rounded for the rest."""
+    f, a, b = rgb_triple
+    grey_f = f[..., 0]
+    p = M.get_profile("vifb")
+    got = M.evaluate(grey_f, a, b, metrics=[metric], profile="vifb")[metric].iloc[0]
+    want = ref.score(metric, "vifb", p.options_for(metric), grey_f, a, b)
+    assert got == pytest.approx(want, rel=1e-12)
+    rounded_b = ref.to_grey(b, "tang").round().astype(np.uint8)  # a stand-in with the luma rounded first
+    other = M.evaluate(grey_f, a, rounded_b, metrics=[metric], profile="vifb")[metric].iloc[0]
+    assert (other != pytest.approx(got, rel=1e-12)) == (metric in p.unrounded_luma)
