@@ -46,7 +46,8 @@ def download_dataset(
             ``demo``).
         root: data root (default: ``$FUSEBENCH_DATA``, else ``./datasets``).
         archives: archives already downloaded by hand, used instead of the network.
-        mirror: ``scheme://host[/prefix]`` replacing the scheme and host of every upstream URL.
+        mirror: ``scheme://host[/prefix]`` replacing the scheme and host of every upstream URL (default:
+            ``$FUSEBENCH_MIRROR``, if set).
         progress: show download progress bars.
         echo: where progress messages go.
 
@@ -121,6 +122,8 @@ def content_digest(folder: Path) -> str:
 
 
 def _mirrored(url: str, mirror: str | None) -> str:
+    """``url`` on ``mirror`` (else ``$FUSEBENCH_MIRROR``, for sites that proxy the upstream hosts)."""
+    mirror = mirror or os.environ.get("FUSEBENCH_MIRROR")
     if not mirror:
         return url
     base, parts = urlsplit(mirror), urlsplit(url)

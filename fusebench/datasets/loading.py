@@ -92,7 +92,12 @@ def locate(
 
 
 def load_dataset(
-    name: str, split: str | None = None, subset: str | None = None, root: str | os.PathLike[str] | None = None
+    name: str,
+    split: str | None = None,
+    subset: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = False,
 ) -> PairDataset:
     """The pairs of dataset ``name`` (built-in, plugin, dotted key or folder), paired and ready to index.
 
@@ -103,14 +108,30 @@ def load_dataset(
             (see ``info["note"]``).
         subset: a named id list (``tang42``, ``cddfuse_test50``, ...).
         root: data root (default ``$FUSEBENCH_DATA``, else ``./datasets``); ``demo`` needs none.
+        download: fetch a built-in benchmark that is missing from the root from its public source first
+            (:func:`fusebench.datasets.download_dataset`; not with ``FUSEBENCH_OFFLINE=1``).
 
     Raises:
         DatasetError: unknown name/split/subset (listing the valid ones), missing folder, unpaired ids.
+        fusebench.download.DownloadError: ``download`` and the fetch failed (the message says what to do).
     """
     if _is_folder_name(name):
         return _generic(name, split, subset).dataset()
     base, split, subset = parse_name(name, split, subset)
-    return _entry(base).factory(root=data_root(root), split=split, subset=subset)
+    entry = _entry(base)
+    if download and _missing(base, root):
+        from fusebench.datasets.fetch import download_dataset
+
+        download_dataset(base, root)
+    return entry.factory(root=data_root(root), split=split, subset=subset)
+
+
+def _missing(name: str, root: str | os.PathLike[str] | None) -> bool:
+    """A built-in benchmark whose folder is not under the data root, and downloads are allowed."""
+    from fusebench.pretrained import offline
+
+    bench = BENCHMARKS.get(name)
+    return bench is not None and bench.folder is None and not (data_root(root) / name).is_dir() and not offline()
 
 
 def _entry(name: str) -> Entry[PairDataset]:

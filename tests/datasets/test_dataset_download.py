@@ -114,8 +114,7 @@ def test_vifb_pairs_ids_that_differ_in_case(shared_data: Path, tmp_path: Path) -
     assert load_dataset("vifb", root=tmp_path).ids == load_dataset("vifb", root=shared_data).ids
 
 
-def test_msrs_splits_are_arranged(static_server: tuple[str, Path], tmp_path: Path) -> None:
-    base, www = static_server
+def _serve_msrs(www: Path) -> tuple[dict[str, list[str]], dict[tuple[str, str], np.ndarray]]:
     top = "MSRS-2052589d3a714d0285c8792e24d2db290d84b6ea"
     ids = {"test": ["00004N", "00055D"], "train": ["00001D", "00881N", "01023N"]}
     rng = np.random.default_rng(1)
@@ -132,6 +131,12 @@ def test_msrs_splits_are_arranged(static_server: tuple[str, Path], tmp_path: Pat
             members[f"{top}/{split}/Segmentation_labels/{i}.png"] = _image_bytes(ir)
             expected[split, i] = ir
     _served(www, SOURCES["msrs"].archives[0].url or "", members)
+    return ids, expected
+
+
+def test_msrs_splits_are_arranged(static_server: tuple[str, Path], tmp_path: Path) -> None:
+    base, www = static_server
+    ids, expected = _serve_msrs(www)
     download_dataset("msrs", tmp_path / "data", mirror=base, progress=False, echo=lambda _: None)
     assert sorted(p.name for p in (tmp_path / "data" / "msrs").iterdir()) == ["test", "train"]
     for split, split_ids in ids.items():
@@ -239,3 +244,20 @@ def test_unknown_download_lists_the_known_ones(tmp_path: Path) -> None:
         match="no download for 'kaist'; downloadable: llvip, m3fd, msrs, roadscene, tno, vifb, demo",
     ):
         download_dataset("kaist", tmp_path)
+
+
+def test_missing_benchmark_is_fetched_on_first_use(
+    static_server: tuple[str, Path], tmp_path: Path, fusebench_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, www = static_server
+    ids, _ = _serve_msrs(www)
+    monkeypatch.setenv("FUSEBENCH_MIRROR", base)
+    root = tmp_path / "data"
+    with pytest.raises(DatasetError, match="msrs: not found at"):
+        load_dataset("msrs.test", root=root)  # without download=True nothing is fetched
+    monkeypatch.setenv("FUSEBENCH_OFFLINE", "1")
+    with pytest.raises(DatasetError, match="msrs: not found at"):
+        load_dataset("msrs.test", root=root, download=True)
+    monkeypatch.delenv("FUSEBENCH_OFFLINE")
+    assert load_dataset("msrs.test", root=root, download=True).ids == sorted(ids["test"])
+    assert sorted(p.name for p in root.iterdir()) == ["msrs"]
