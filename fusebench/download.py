@@ -196,3 +196,109 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
             f"{archive}: not a zip or tar archive (or a truncated one); delete it and download again"
         )
     return dest
+
+
+#: Google Drive's download endpoint; ``{id}`` is the file id. A module constant so tests (and mirrors) can
+#: point it at another host.
+GDRIVE_DOWNLOAD_URL = "https://drive.google.com/uc?export=download&id={id}"
+_GDRIVE_PAGE_LIMIT = 4 << 20  # an HTML confirmation page is a few kB; never read more than this of one
+
+
+def gdrive_url(file_id: str) -> str:
+    """The address a person opens in a browser to download a Google Drive file."""
+    return f"https://drive.google.com/file/d/{file_id}"
+
+
+def download_google_drive(
+    file_id: str,
+    dest: str | Path,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fetch a public Google Drive file to ``dest`` unless it is already there (and matches when checkable).
+
+    Drive answers a large file's address with an HTML page ("can't scan this file for viruses") whose
+    download form carries a confirmation token; that page is parsed with gdown's maintained parser
+    (:func:`gdown.download.get_url_from_gdrive_confirmation`) and the form's address is then fetched with
+    :func:`download_file`'s machinery: data arrives in ``dest + ".part"`` with a progress bar, an interrupted
+    transfer resumes from it (HTTP Range; also in a later call), and the file is renamed to ``dest`` only
+    once it is complete and its ``size`` / ``sha256`` (when given) match.
+
+    Raises:
+        DownloadError: ``FUSEBENCH_OFFLINE=1``, Drive unreachable or refusing (quota, permissions), repeated
+            interruption, or a size/checksum mismatch; the message names the Drive URL and the exact path
+            to put the file at.
+    """
+    from fusebench.pretrained import offline  # lazy: fusebench.pretrained imports this module
+
+    dest = Path(dest)
+    expected = sha256.lower() if sha256 else None
+    if dest.is_file():
+        if (size is None or dest.stat().st_size == size) and (expected is None or sha256_file(dest) == expected):
+            return dest
+        dest.unlink()  # a corrupt or outdated cached copy: fetch it again
+    where = f"download {gdrive_url(file_id)} in a browser and save it as {dest}"
+    if offline():
+        raise DownloadError(f"{dest.name} is not in the cache and FUSEBENCH_OFFLINE is set: {where}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_suffix(dest.suffix + ".part")
+    if size is not None and part.is_file() and part.stat().st_size > size:
+        part.unlink()  # longer than the file can be: not a prefix of it
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            _fetch(_gdrive_file_url(file_id, where), part, dest, progress=progress, timeout=30)
+            break
+        except _Interrupted as exc:
+            if attempt == attempts:
+                raise DownloadError(
+                    f"download of {gdrive_url(file_id)} was interrupted {attempts} times ({exc}); run the "
+                    f"command again to resume from {part}, or {where}"
+                ) from None
+        except DownloadError as exc:
+            raise DownloadError(f"{exc}\nTo get it by hand: {where}") from None
+    got_size = part.stat().st_size
+    if size is not None and got_size != size:
+        part.unlink()
+        raise DownloadError(
+            f"{gdrive_url(file_id)} gave {got_size} bytes, expected {size}; the bad file was deleted. "
+            f"The upstream file may have changed; {where}"
+        )
+    if expected is not None and (got := sha256_file(part)) != expected:
+        part.unlink()
+        raise DownloadError(
+            f"checksum mismatch for {gdrive_url(file_id)}: expected sha256 {expected}, got {got}; the bad "
+            f"file was deleted. The upstream file may have changed; {where}"
+        )
+    os.replace(part, dest)
+    return dest
+
+
+def _gdrive_file_url(file_id: str, where: str) -> str:
+    """The address that serves the file's bytes: Drive's own one, or the form of its confirmation page."""
+    from gdown.download import get_url_from_gdrive_confirmation
+    from gdown.exceptions import FileURLRetrievalError
+
+    url = GDRIVE_DOWNLOAD_URL.format(id=file_id)
+    try:
+        response = urlopen(Request(url, headers={"User-Agent": f"fusebench/{__version__}"}), timeout=30)
+    except HTTPError as exc:
+        raise DownloadError(f"{gdrive_url(file_id)} answered HTTP {exc.code} {exc.reason}") from None
+    except (URLError, OSError) as exc:
+        raise DownloadError(f"could not reach {gdrive_url(file_id)}: {getattr(exc, 'reason', exc)}") from None
+    with response:
+        if response.headers.get("Content-Disposition") or not response.headers.get_content_type().startswith(
+            "text/html"
+        ):
+            return response.geturl()  # a small file: Drive serves it directly
+        try:
+            page = response.read(_GDRIVE_PAGE_LIMIT).decode(response.headers.get_content_charset() or "utf-8",
+                                                             "replace")
+        except (OSError, ValueError) as exc:
+            raise _Interrupted(f"{exc.__class__.__name__} while reading Drive's confirmation page") from None
+    try:
+        return get_url_from_gdrive_confirmation(page)
+    except FileURLRetrievalError as exc:  # quota exceeded, private file, or a page shape gdown does not know
+        raise DownloadError(f"Google Drive did not hand out {gdrive_url(file_id)}: {exc}") from None

@@ -13,8 +13,15 @@ Examples:
   fusebench pretrain-mae --data datasets/natural --data datasets/msrs/train --steps 3000 --out runs/mae/c
   fusebench pretrain-mae --data datasets/natural --decoder-only --init runs/mae/compact/mae.safetensors \\
       --steps 1000 --out runs/mae/compact_dec
-  fusebench pretrain-mae --arch large --init mae_visualize_vit_large --decoder-only --crop 640 \\
+  fusebench pretrain-mae --arch large --init mae_pretrain_vit_large --decoder-only --crop 640 \\
       --set grad_checkpointing=true --data coco/train2017 --device cuda --out runs/mae/large_dec4
+
+\b
+--init takes an MAE weights name (mae_pretrain_vit_large, mae_visualize_vit_large, maefuse_resume_mae,
+timm:vit_large_patch16_224.mae, ...) or a file: MAE's checkpoint-N.pth (pickled args included), the official
+files, safetensors. The decoder is taken from it when it has the model's depth; otherwise (encoder-only
+files, MAE's 8-block decoder for a 4-block model) the encoder is loaded and a fresh decoder trained, as
+MaeFuse made its "resume" MAE with --decoder-only (frozen encoder, whole unmasked crops).
 """
 
 
@@ -34,12 +41,17 @@ Examples:
     help="CSV with an `id` column: images with these file stems are left out (e.g. test splits).",
 )
 @click.option("--arch", default=None, help="MAE size: compact (default), test, base, large, huge.")
-@click.option("--init", default=None, help="Weights to start from: an MAE weights name or a file.")
+@click.option(
+    "--init",
+    default=None,
+    help="Weights to start from: an MAE weights name, timm:NAME, or a file (see below).",
+)
 @click.option(
     "--decoder-only",
     is_flag=True,
     default=None,
-    help="Freeze the encoder and train the decoder to reconstruct whole images (no masking).",
+    help="Freeze the encoder and train the decoder to reconstruct whole images (no masking), as MaeFuse "
+    "made its 'resume' MAE; gives an encoder-only file the decoder fusion needs.",
 )
 @click.option("--steps", type=int, default=None, help="Optimiser steps.")
 @click.option("--batch-size", type=int, default=None)

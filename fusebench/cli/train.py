@@ -12,8 +12,16 @@ EPILOG = """\b
 Examples:
   fusebench train --method daefuse --dataset msrs --split train
   fusebench train --method daefuse --dataset msrs.train,llvip.train,roadscene.didfuse_train180
-  fusebench train --method maefuse-compact --dataset msrs --split train --set stage_steps=200 --device cuda
+  fusebench train --method maefuse --dataset msrs --split train --device cuda     # paper recipe, bf16
+  fusebench train --method maefuse --dataset msrs --split train --set epochs=20 --set batch_size=16
+  fusebench train --method maefuse --dataset msrs --split train --set recipe=fusebench --set patch_size=224
+  fusebench train --method maefuse-compact --dataset msrs --split train --set mfm_align_steps=200
+  fusebench train --method maefuse-irguide --dataset msrs --split train   # Sec. 4.4: the IR tokens guide the MFM
   fusebench train --method maefuse --dataset msrs --split train --config my_recipe.json --out runs/train/mine
+
+\b
+MaeFuse settings (--set KEY=VALUE; docs/maefuse.md): recipe=paper|fusebench, epochs (per module),
+align_fraction, warp_size, mfm=separate|joint, backbone_weights, decoder_weights, batch_size, lr, precision.
 """
 
 

@@ -51,3 +51,38 @@ class PatchDataset(Dataset[tuple[Tensor, Tensor]]):
         if self.flip and torch.rand((), generator=gen) < 0.5:
             crop = crop.flip(-2)
         return crop[:1].contiguous(), crop[1:].contiguous()
+
+
+class WarpDataset(Dataset[tuple[Tensor, Tensor]]):
+    """Whole pairs resized to ``size`` x ``size`` (aspect ratio not kept), one item per pair and epoch.
+
+    What the official MaeFuse training does (``Resize((640, 640))`` of each whole image, PIL bilinear, no
+    crop, no augmentation); here antialiased bilinear, kept in memory as 8-bit like the resized PIL images.
+    ``flip`` adds random flips, a pure function of (seed, epoch, index).
+    """
+
+    def __init__(self, pairs: PairDataset, size: int = 640, flip: bool = False, seed: int = 0) -> None:
+        if len(pairs) == 0:
+            raise ValueError(f"dataset {pairs.key} has no pairs to train on")
+        self.size, self.flip, self.seed, self.epoch = size, flip, seed, 0
+        self.images: list[Tensor] = []
+        for sample in (pairs[i] for i in range(len(pairs))):
+            stacked = torch.cat([sample.ir, luminance(sample.vi)], dim=0)[None].float()  # (1, 2, H, W)
+            warped = F.interpolate(stacked, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            self.images.append((warped[0].clamp(0, 1) * 255).round().to(torch.uint8))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image = self.images[index].float() / 255.0
+        if self.flip:
+            gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+            if torch.rand((), generator=gen) < 0.5:
+                image = image.flip(-1)
+            if torch.rand((), generator=gen) < 0.5:
+                image = image.flip(-2)
+        return image[:1].contiguous(), image[1:].contiguous()

@@ -240,3 +240,19 @@ def test_large_parameter_counts_match_the_official_definitions() -> None:
     )
     decoder = sum(p.numel() for n, p in model.named_parameters() if n.startswith("decoder"))
     assert (encoder, decoder, model.mask_token.numel()) == (303_098_880, 13_529_344, 512)
+
+
+def test_blocks_and_patch_embedding_are_timms_with_the_official_names() -> None:
+    from timm.layers import PatchEmbed
+    from timm.models.vision_transformer import Block
+
+    model = build_mae("test")
+    assert all(isinstance(b, Block) for b in [*model.blocks, *model.decoder_blocks])
+    assert isinstance(model.patch_embed, PatchEmbed) and model.patch_embed.img_size is None
+    block = model.blocks[0]
+    assert block.norm1.eps == 1e-6 and block.attn.qkv.bias is not None and isinstance(block.mlp.act, torch.nn.GELU)
+    names = {k for k in model.state_dict() if k.startswith(("blocks.0.", "patch_embed."))}
+    assert names == {"patch_embed.proj.weight", "patch_embed.proj.bias"} | {
+        f"blocks.0.{m}.{p}" for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
+        for p in ("weight", "bias")
+    }

@@ -40,38 +40,40 @@ def _save_official(path: Path, state: dict[str, torch.Tensor]) -> Path:
     return path
 
 
-def test_official_full_checkpoint_maps_onto_4_block_style_decoder(tmp_path: Path) -> None:
+def test_official_full_checkpoint_loads_into_a_model_of_its_decoder_depth(tmp_path: Path) -> None:
     state = official_state()
     path = _save_official(tmp_path / "mae_visualize_vit_test.pth", state)
-    model = load_mae_weights(build_mae("test"), path)  # decoder depth 2: official blocks 2..7 are dropped
+    model = load_mae_weights(build_mae("test", decoder_depth=8), path)
     own = model.state_dict()
     for key in (
         "patch_embed.proj.weight",
         "blocks.1.attn.qkv.weight",
         "norm.bias",
-        "decoder_blocks.1.mlp.fc2.weight",
+        "decoder_blocks.7.mlp.fc2.weight",
         "decoder_pred.weight",
         "mask_token",
     ):
         torch.testing.assert_close(own[key], state[key], msg=key)
-    assert "decoder_blocks.2.norm1.weight" not in own and "cls_token" not in own
+    assert "cls_token" not in own
 
 
-def test_mapping_drops_exactly_cls_pos_and_extra_decoder_blocks() -> None:
-    state = official_state()
+def test_a_decoder_of_another_depth_is_refused_not_truncated(tmp_path: Path) -> None:
+    path = _save_official(tmp_path / "mae_visualize_vit_test.pth", official_state())
+    model = build_mae("test")  # 2 decoder blocks
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(WeightsError, match=r"its decoder has 8 blocks, this maefuse model's decoder has 2") as info:
+        load_mae_weights(model, path)
+    assert "fusebench pretrain-mae --arch test --init" in str(info.value) and "--decoder-only" in str(info.value)
+    for key, value in model.state_dict().items():  # nothing was loaded
+        torch.testing.assert_close(value, before[key], msg=key)
+    with pytest.raises(WeightsError, match="decoder has 8 blocks"):
+        ck.mae_state_from_checkpoint(official_state(), build_mae("test"))
+
+
+def test_mapping_drops_exactly_cls_and_pos() -> None:
+    state = official_state(decoder_depth=2)
     kept = ck.mae_state_from_checkpoint(state, build_mae("test"))
-    dropped = sorted(set(state) - set(kept))
-    assert dropped[:3] == [
-        "cls_token",
-        "decoder_blocks.2.attn.proj.bias",
-        "decoder_blocks.2.attn.proj.weight",
-    ]
-    assert {k for k in dropped if not k.startswith("decoder_blocks.")} == {
-        "cls_token",
-        "pos_embed",
-        "decoder_pos_embed",
-    }
-    assert {int(k.split(".")[1]) for k in dropped if k.startswith("decoder_blocks.")} == set(range(2, 8))
+    assert sorted(set(state) - set(kept)) == ["cls_token", "decoder_pos_embed", "pos_embed"]
 
 
 def test_maefuse_style_file_without_mask_token_loads(tmp_path: Path) -> None:
@@ -84,14 +86,13 @@ def test_maefuse_style_file_without_mask_token_loads(tmp_path: Path) -> None:
     torch.testing.assert_close(model.decoder_norm.weight, state["decoder_norm.weight"])
 
 
-def test_encoder_only_file_needs_encoder_only(tmp_path: Path) -> None:
+def test_encoder_only_file_is_refused_unless_encoder_only(tmp_path: Path) -> None:
     path = _save_official(tmp_path / "mae_pretrain_vit_test.pth", official_state(encoder_only=True))
-    with pytest.raises(
-        WeightsError,
-        match=r"missing keys \['decoder_blocks.0.attn.proj.bias'.*"
-        r"the file has no decoder: load it with encoder_only=True",
-    ):
+    with pytest.raises(WeightsError, match=r"holds an MAE encoder only \(no decoder\)") as info:
         load_mae_weights(build_mae("test"), path)
+    message = str(info.value)
+    assert f"--set backbone_weights={path} --set decoder_weights=" in message
+    assert f"fusebench pretrain-mae --arch test --init {path} --decoder-only" in message
     model = build_mae("test")
     decoder_before = model.decoder_pred.weight.clone()
     load_mae_weights(model, path, encoder_only=True)
@@ -103,7 +104,7 @@ def test_encoder_only_file_needs_encoder_only(tmp_path: Path) -> None:
 
 
 def test_errors_list_missing_unexpected_and_mismatched_keys(tmp_path: Path) -> None:
-    state = official_state()
+    state = official_state(decoder_depth=2)
     del state["norm.weight"]
     state["head.weight"] = torch.zeros(3)
     state["decoder_pred.weight"] = torch.zeros(10, 32)
@@ -163,6 +164,7 @@ def test_weights_table_records_known_hashes_only() -> None:
     )
     official = [c for c in DEFAULT_CFGS.values() if c.url]
     assert len(official) == 10 and all(c.license == "CC-BY-NC-4.0" and c.sha256 is None for c in official)
+    assert DEFAULT_CFGS["maefuse_resume_mae"].gdrive_id == "16YnXfUeqBbSprhWV1OygriAsr2y9cCcf"
     assert {c.name for c in official if not c.has_decoder} == {
         f"mae_pretrain_vit_{s}" for s in ("base", "large", "huge")
     }
@@ -188,7 +190,7 @@ def test_download_by_name_checks_md5_prefix(
     served: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, root = served
-    state = official_state()
+    state = official_state(decoder_depth=2)
     _save_official(root / "mae_test.pth", state)
     md5 = hashlib.md5((root / "mae_test.pth").read_bytes()).hexdigest()
     monkeypatch.setenv("FUSEBENCH_HOME", str(tmp_path / "home"))

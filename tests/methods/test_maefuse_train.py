@@ -192,9 +192,9 @@ def test_training_crops_see_the_positions_of_full_size_images(pairs: PairDataset
                  progress=False)
     assert len(seen) == 8 and any(o != (0, 0) for o in seen)
     assert all(0 <= r <= 8 and 0 <= c <= 8 for r, c in seen)  # 32-px crops: grid 2, positions up to 9
-    cfg = GuidedConfig.from_overrides({}, {"patch_size": 32, "max_pos_offset": 10})
+    cfg = GuidedConfig.from_overrides({"recipe": "fusebench"}, {"patch_size": 32, "max_pos_offset": 10})
     assert [guided.pos_offset(cfg, 0, s) for s in range(8)] == seen  # a pure function of (seed, step)
-    assert guided.pos_offset(GuidedConfig.from_overrides({}, {"max_pos_offset": 0}), 0, 5) == (0, 0)
+    assert guided.pos_offset(GuidedConfig.from_overrides({"recipe": "fusebench"}, {"max_pos_offset": 0}), 0, 5) == (0, 0)
 
 
 def test_a_shifted_crop_is_encoded_and_decoded_as_that_window_of_the_full_image() -> None:
@@ -222,3 +222,132 @@ def test_a_shifted_crop_is_encoded_and_decoded_as_that_window_of_the_full_image(
 def test_mae_crossattn_recipe_skips_alignment() -> None:
     cfg = GuidedConfig.from_overrides(guided.RECIPES["mae-crossattn"], {})
     assert [s for s, _, _ in cfg.schedule()] == ["direct_fusion"]
+
+
+# -- recipes ---------------------------------------------------------------------------------------------------
+
+def test_paper_recipe_is_the_default_for_maefuse() -> None:
+    """Eq. 5 as printed, Eq. 4, 640x640 warps of whole pairs without crops or flips or position shifts,
+    AdamW at a fixed 1e-4 with the official batch of 32, epochs per module split 20/80 (Algorithm 1)."""
+    for variant in ("maefuse", "maefuse-base"):
+        cfg = GuidedConfig.from_overrides(guided.RECIPES[variant], {})
+        assert cfg.recipe == "paper" and cfg.align_loss == "mse" and cfg.loss == "paper"
+        assert cfg.warp_size == 640 and not cfg.flip and cfg.max_pos_offset == 0
+        assert cfg.epochs == 80 and cfg.align_fraction == 0.2 and cfg.fusion_align_weight == 0.0
+        assert cfg.lr == 1e-4 and cfg.align_lr is None and cfg.batch_size == 32
+        assert cfg.trained_grid() == (40, 40)
+    resolved = GuidedConfig.from_overrides({}, {"epochs": 10}).resolved(steps_per_epoch=7)
+    assert resolved.stage_steps() == {"cfm_align": 14, "cfm_fusion": 56, "mfm_align": 14, "mfm_fusion": 56,
+                                      "direct_fusion": 0, "decoder": 0}
+    with pytest.raises(ValueError, match=r"counts epochs .*\['cfm_align_steps'\].*epochs=null"):
+        GuidedConfig.from_overrides({}, {"cfm_align_steps": 3})
+    assert GuidedConfig.from_overrides({}, {"epochs": None, "cfm_align_steps": 3}).cfm_align_steps == 3
+    with pytest.raises(ValueError, match="recipe must be one of paper, fusebench"):
+        GuidedConfig.from_overrides({}, {"recipe": "official"})
+
+
+@pytest.mark.parametrize("variant", ["maefuse-compact", "mae-crossattn"])
+def test_fusebench_recipe_reproduces_the_shipped_weights_settings(variant: str) -> None:
+    """The recipes of the shipped files give back every setting recorded when they were trained (the
+    run-specific ones were given on the command line: precision, checkpointing, logging, backbone)."""
+    from fusebench.methods.maefuse.model import WEIGHTS_DIR
+
+    recorded = json.loads((WEIGHTS_DIR / "maefuse_compact.json").read_text())[variant]["config"]
+    cfg = GuidedConfig.from_overrides(guided.RECIPES[variant], {})
+    given = {"precision", "grad_checkpointing", "checkpoint_every", "log_every", "backbone_weights"}
+    fields = {f for f in recorded if hasattr(cfg, f)} - given
+    assert cfg.recipe == "fusebench" and cfg.epochs is None and len(fields) > 15
+    assert {f: getattr(cfg, f) for f in fields} == {f: recorded[f] for f in fields}
+
+
+def test_paper_recipe_trains_whole_warped_pairs_for_epochs_split_20_80(pairs: PairDataset, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, tuple[int, ...], tuple[int, int]]] = []
+    real = guided.stage_step
+
+    def record(model, stage, ir, vi, cfg, offset=(0, 0)):
+        seen.append((stage, tuple(ir.shape), offset))
+        return real(model, stage, ir, vi, cfg, offset)
+
+    monkeypatch.setattr(guided, "stage_step", record)
+    overrides = {"recipe": "paper", "warp_size": 64, "epochs": 5, "batch_size": 1, "log_every": 1}
+    weights = train_guided("maefuse-test", pairs, tmp_path, device=CPU, overrides=overrides, seed=0,
+                           progress=False)
+    stages = [s for s, _, _ in seen]
+    # 3 pairs, batch 1: 3 steps per epoch, 15 per module, of which round(0.2 * 15) = 3 align
+    assert stages == ["cfm_align"] * 3 + ["cfm_fusion"] * 12 + ["mfm_align"] * 3 + ["mfm_fusion"] * 12
+    assert all(shape == (1, 1, 64, 64) and offset == (0, 0) for _, shape, offset in seen)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["recipe"] == "paper" and config["epochs"] == 5 and config["cfm_align_steps"] == 3
+    assert config["align_loss"] == "mse" and config["trained_grid"] == [4, 4] and config["mfm"] == "separate"
+    method = create_method("maefuse-test", weights=weights)
+    assert method.cfg["trained_grid"] == (4, 4) and method.fusion.mfm_mode == "separate"
+
+
+def test_paper_alignment_is_eq5_as_printed() -> None:
+    model = create_method("maefuse-test")
+    cfg = GuidedConfig.from_overrides({}, {})
+    ir, vi = _batch()
+    losses = stage_step(model, "mfm_align", ir, vi, cfg)
+    with torch.no_grad():
+        phi_v, phi_i, grid, _ = model.encode_pair(ir, vi)
+        phi_f = model.fuse_tokens(phi_v, phi_i, grid)
+    expected = ((phi_i + phi_v) / 2 - phi_f).pow(2).mean()
+    torch.testing.assert_close(losses["loss"].detach(), expected)
+    assert set(losses) == {"loss", "align"}
+
+
+def test_mfm_form_is_a_training_setting_recorded_in_the_weights(pairs: PairDataset, tmp_path: Path) -> None:
+    weights = train_guided("maefuse-test", pairs, tmp_path, device=CPU, overrides={**TINY, "mfm": "joint"},
+                           seed=0, progress=False)
+    method = create_method("maefuse-test", weights=weights)
+    assert method.cfg["mfm"] == "joint" and method.fusion.mfm_mode == "joint"
+    assert create_method("maefuse-test", weights=weights, mfm="separate").fusion.mfm_mode == "separate"
+
+
+def test_maefuse_irguide_trains_its_mfm_with_the_infrared_guide(pairs: PairDataset, tmp_path: Path) -> None:
+    """Paper Sec. 4.4: the infrared tokens are the MFM's guide; no CFM stage runs, the loss falls."""
+    overrides = {"mfm_align_steps": 12, "mfm_fusion_steps": 2, "batch_size": 2, "patch_size": 32,
+                 "patches_per_image": 2, "log_every": 1, "checkpoint_every": 100, "precision": "fp32",
+                 "grad_checkpointing": False}
+    weights = train_guided("maefuse-irguide", pairs, tmp_path, device=CPU, overrides=overrides, seed=0,
+                           progress=False)
+    rows = (tmp_path / "losses.csv").read_text().splitlines()[1:]
+    stages = [r.split(",")[1] for r in rows]
+    assert stages == ["mfm_align"] * 12 + ["mfm_fusion"] * 2
+    align = [float(r.split(",")[2]) for r in rows[:12]]
+    assert sum(align[-3:]) / 3 < 0.8 * sum(align[:3]) / 3
+    method = create_method("maefuse-irguide", weights=weights)
+    assert method.fusion.guide == "ir" and method.cfg["weights"] == str(weights)
+    assert not torch.equal(method.fusion.fc1.weight, create_method("maefuse-irguide").fusion.fc1.weight)
+    ir, vi = _batch()
+    before = method.fuse(ir, vi)
+    with torch.no_grad():
+        for p in method.fusion.cross_model.parameters():
+            p.normal_()
+    torch.testing.assert_close(method.fuse(ir, vi), before, atol=0, rtol=0)  # no CFM in the computation
+
+
+def test_maefuse_trains_from_the_resume_mae_by_default() -> None:
+    from fusebench.methods.mae.checkpoints import DEFAULT_CFGS, RESUME_MAE
+    from fusebench.methods.maefuse.model import default_cfgs
+
+    assert default_cfgs["maefuse"]["train_backbone"] == RESUME_MAE and RESUME_MAE in DEFAULT_CFGS
+
+
+def test_cli_trains_maefuse_irguide(pairs: PairDataset, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fusebench.cli import main
+    from fusebench.methods import METHODS
+
+    assert METHODS.get("maefuse-irguide").meta["trainable"]
+    folder = Path(pairs.pairs[0].ir).parents[1]
+    args = ["train", "--method", "maefuse-irguide", "--dataset", str(folder), "--out", str(tmp_path / "run"),
+            "--device", "cpu", "--no-progress"]
+    for key, value in {"mfm_align_steps": 2, "mfm_fusion_steps": 1, "batch_size": 2, "patch_size": 32,
+                       "patches_per_image": 1, "precision": "fp32", "grad_checkpointing": "false"}.items():
+        args += ["--set", f"{key}={value}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "maefuse-irguide.safetensors").is_file()

@@ -6,8 +6,10 @@ copy without cls/mask tokens, a 4-block 512-d decoder and a fixed 640x640 input.
 
 What differs from the official code (and why):
 
-* Own pre-norm blocks with the official parameter names (``blocks.N.attn.qkv`` ...), so official
-  checkpoints load without timm; attention runs through ``F.scaled_dot_product_attention``.
+* timm's ``Block`` and ``PatchEmbed`` (as the official code), built with the official parameter names
+  (``blocks.N.attn.qkv`` ...), so official MAE, MaeFuse and timm ``*.mae`` checkpoints load by name;
+  attention runs through ``F.scaled_dot_product_attention``. timm 1.x ``Block`` has no ``qk_scale``
+  (the official code passes ``None``, i.e. the default 1/sqrt(head_dim)).
 * Any input size whose sides are multiples of the patch size: the fixed 2-D sin-cos position tables are
   regenerated for each patch grid (MAE layout: first half of the channels encodes the column, second half
   the row, each as [sin, cos]) and cached per grid, never interpolated. Non-square grids unpatchify too.
@@ -19,11 +21,13 @@ What differs from the official code (and why):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from timm.layers import PatchEmbed as TimmPatchEmbed
+from timm.models.vision_transformer import Block as TimmBlock
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -52,71 +56,36 @@ def sincos_pos_embed(dim: int, grid: tuple[int, int], offset: tuple[int, int] = 
     return torch.from_numpy(np.concatenate([one_d(cols), one_d(rows)], axis=1)).float()
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention over tokens, packed qkv projection (official names ``qkv``, ``proj``)."""
+def _block(dim: int, num_heads: int, mlp_ratio: float) -> TimmBlock:
+    """timm's pre-norm ViT block as MAE builds it: qkv bias, exact GELU, LayerNorm eps 1e-6.
 
-    def __init__(self, dim: int, num_heads: int) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        n, length, dim = x.shape
-        q, k, v = (
-            self.qkv(x).reshape(n, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        )
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+    ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``; parameters ``norm1``, ``attn.qkv``, ``attn.proj``,
+    ``norm2``, ``mlp.fc1``, ``mlp.fc2`` (the official MAE names). Attention runs through
+    ``F.scaled_dot_product_attention`` (timm's fused path).
+    """
+    if dim % num_heads:
+        raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+    return TimmBlock(dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=LN_EPS))
 
 
-class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2."""
+class PatchEmbed(TimmPatchEmbed):
+    """timm's patch embedding (official name ``patch_embed.proj``) for any size that is a patch multiple.
 
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping patches -> tokens with a strided conv (official name ``patch_embed.proj``)."""
+    No fixed image size (``img_size=None``: timm then checks nothing); returns the tokens and the patch grid.
+    """
 
     def __init__(self, patch_size: int, in_chans: int, dim: int) -> None:
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
+        super().__init__(img_size=None, patch_size=patch_size, in_chans=in_chans, embed_dim=dim,
+                         strict_img_size=False)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        p = self.patch_size
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:  # type: ignore[override]
+        p = self.patch_size[0]
         if x.shape[-2] % p or x.shape[-1] % p:
             raise ValueError(
                 f"Expected height and width to be multiples of the patch size {p}. Got {tuple(x.shape)}; "
                 "pad with fusebench.methods.mae.preprocess.to_mae_input first."
             )
-        x = self.proj(x)
-        return x.flatten(2).transpose(1, 2), (x.shape[-2], x.shape[-1])
+        return super().forward(x), (x.shape[-2] // p, x.shape[-1] // p)
 
 
 @dataclass(frozen=True)
@@ -169,12 +138,12 @@ class MaskedAutoencoder(nn.Module):
         self.in_chans = in_chans
         self.grad_checkpointing = grad_checkpointing
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.blocks = nn.ModuleList(_block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.decoder_blocks = nn.ModuleList(
-            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio) for _ in range(decoder_depth)
+            _block(decoder_embed_dim, decoder_num_heads, mlp_ratio) for _ in range(decoder_depth)
         )
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=LN_EPS)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans)

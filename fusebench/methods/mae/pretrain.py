@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from torch import Tensor
 from fusebench.files import sha256_file, write_json
 from fusebench.images import IMAGE_EXTENSIONS, read_image
 from fusebench.methods.mae.backbone import MaskedAutoencoder, build_mae
-from fusebench.methods.mae.checkpoints import is_encoder_key, load_mae_weights, save_mae
+from fusebench.methods.mae.checkpoints import is_encoder_key, load_mae_file, read_mae_file, save_mae
 from fusebench.methods.mae.preprocess import to_mae_input
 from fusebench.training import (
     LossHistory,
@@ -157,10 +158,25 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
 
 
 def build_model(cfg: PretrainConfig) -> MaskedAutoencoder:
-    """The MAE of ``cfg.arch``, initialised from ``cfg.init``, encoder frozen for ``decoder_only``."""
+    """The MAE of ``cfg.arch``, initialised from ``cfg.init``, encoder frozen for ``decoder_only``.
+
+    The decoder comes from ``cfg.init`` when the file has one of the model's depth; otherwise (an
+    encoder-only file, or a decoder of another depth, e.g. MAE's 8 blocks for a 4-block model) the decoder
+    starts fresh (official MAE init) and trains, and ``model.init_note`` says so; nothing is truncated.
+    """
     model = build_mae(cfg.arch, grad_checkpointing=cfg.grad_checkpointing)
+    model.init_note = None
     if cfg.init:
-        load_mae_weights(model, cfg.init)
+        init = read_mae_file(cfg.init)
+        depth = len(model.decoder_blocks)
+        fits = init.decoder_depth == depth
+        load_mae_file(model, init, encoder_only=not fits, method="pretrain-mae")
+        if not fits:
+            held = f"a {init.decoder_depth}-block decoder" if init.decoder_depth else "no decoder"
+            model.init_note = (
+                f"{init.source} has {held}: its encoder was loaded and a fresh {depth}-block decoder is "
+                f"{'trained on the frozen encoder' if cfg.decoder_only else 'trained with it'}"
+            )
     for name, param in model.named_parameters():
         param.requires_grad_(not (cfg.decoder_only and is_encoder_key(name)))
     return model
@@ -211,12 +227,15 @@ def pretrain(
         )
     seed_everything(seed)
     images = find_images(cfg.data, cfg.exclude_lists)
+    model = build_model(cfg).to(device)
     write_json(
         out_dir / "config.json",
-        {**record, "versions": _versions(), "device": str(device), "images": len(images)},
+        {**record, "versions": _versions(), "device": str(device), "images": len(images),
+         **({"init": model.init_note} if model.init_note else {})},
     )
+    if model.init_note and progress:
+        print(f"pretrain-mae: {model.init_note}", file=sys.stderr)
     data = ImageCrops(images, cfg.crop)
-    model = build_model(cfg).to(device)
     optimizer = _optimizer(model, cfg)
     step = 0
     if state is not None:

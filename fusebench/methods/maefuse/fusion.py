@@ -7,9 +7,12 @@ pair's output never depends on its batch mates. Parameter names match the offici
 (``in_proj_weight``, ``out_proj``, ``fc1``, ``fc2``, ``ln``), so official checkpoints map key by key.
 
 - CFM: one shared cross-attention used both ways, Phi_D = Attn(q=I, kv=V) + Attn(q=V, kv=I).
-- MFM: Phi_D queries the tokens of *both* modalities under one softmax, so at each position the modality
-  whose tokens agree with Phi_D takes the weight and the other is de-emphasised (the paper's "compare with
-  Phi_D, keep similar regions"); the official code runs two separate softmaxes instead.
+- MFM, ``mfm="separate"`` (default, faithful): Phi_D is compared with *each* modality by its own attention
+  and the two results are summed, Attn(q=Phi_D, kv=V) + Attn(q=Phi_D, kv=I), as the paper words it ("the
+  original encoded features Phi_V and Phi_I ... are then compared with Phi_D") and as the official code runs
+  two ``merge_model`` calls. ``mfm="joint"`` (fusebench's earlier form, kept because ``maefuse-compact`` was
+  trained with it): one softmax over the concatenated tokens of both modalities, so at each position the
+  modality whose tokens agree with Phi_D takes the weight and the other is de-emphasised.
 - FFN: LN(f + fc2(GELU(fc1(f)))), post-norm as in the official code.
 """
 
@@ -22,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 Guide = Literal["cfm", "ir"]
+MfmMode = Literal["separate", "joint"]
+MFM_MODES = ("separate", "joint")
 
 
 class CrossAttention(nn.Module):
@@ -60,13 +65,17 @@ class FusionLayer(nn.Module):
     """CFM -> MFM -> FFN on the two modalities' encoder tokens.
 
     ``guide="ir"`` is the paper's Sec. 4.4 variant: the infrared tokens replace the CFM output as MFM guide.
+    ``mfm`` picks the MFM form (see the module notes); it has no parameters of its own, so the same weights
+    load under either form (but were trained under one: the variant's cfg records which).
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, guide: Guide = "cfm") -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, guide: Guide = "cfm",
+                 mfm: MfmMode = "separate") -> None:
         super().__init__()
         if guide not in ("cfm", "ir"):
             raise ValueError(f"guide must be 'cfm' or 'ir', got {guide!r}")
         self.guide = guide
+        self.mfm_mode = check_mfm(mfm)
         self.cross_model = CrossAttention(dim, num_heads)  # CFM
         self.merge_model = CrossAttention(dim, num_heads)  # MFM
         hidden = int(dim * mlp_ratio)
@@ -78,8 +87,11 @@ class FusionLayer(nn.Module):
         return self.cross_model(phi_i, phi_v) + self.cross_model(phi_v, phi_i)
 
     def mfm(self, phi_v: Tensor, phi_i: Tensor, phi_d: Tensor) -> Tensor:
-        """Phi_D-guided merge: one softmax over both modalities' tokens, then the FFN."""
-        merged = self.merge_model(phi_d, torch.cat([phi_v, phi_i], dim=1))
+        """Phi_D-guided merge (two attentions summed, or one softmax over both modalities), then the FFN."""
+        if self.mfm_mode == "separate":
+            merged = self.merge_model(phi_d, phi_v) + self.merge_model(phi_d, phi_i)
+        else:
+            merged = self.merge_model(phi_d, torch.cat([phi_v, phi_i], dim=1))
         return self.ln(merged + self.fc2(F.gelu(self.fc1(merged))))
 
     def forward(self, phi_v: Tensor, phi_i: Tensor, pos: Tensor | None = None, cfm_only: bool = False) -> Tensor:
@@ -106,3 +118,9 @@ class FusionLayer(nn.Module):
         """MFM attention, FFN and norm: everything but the CFM."""
         cfm = {id(p) for p in self.cfm_parameters()}
         return [p for p in self.parameters() if id(p) not in cfm]
+
+
+def check_mfm(mode: str) -> MfmMode:
+    if mode not in MFM_MODES:
+        raise ValueError(f"mfm must be 'separate' or 'joint', got {mode!r}")
+    return mode  # type: ignore[return-value]

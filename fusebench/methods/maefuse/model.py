@@ -6,7 +6,13 @@ the CFM/MFM fusion layer on the tokens (:mod:`.fusion`), the MAE decoder, luma o
 What differs from the official code: the fusion layer attends over tokens (the paper's design; the
 official module attends over the batch), any input size is padded to the patch grid instead of warped to
 640x640, and a compact CPU-trainable variant is shipped. Baselines on the same backbone (paper Fig. 1 and
-Sec. 4.4): ``mae-mean``, ``mae-crossattn`` and ``maefuse-irguide``.
+Sec. 4.4): ``mae-mean``, ``mae-crossattn`` and ``maefuse-irguide``. Full account: ``docs/maefuse.md``.
+
+Positions: a fusion layer only ever saw the patch positions of its training (``trained_grid``, recorded in
+the variant's cfg and in every weights file fusebench writes). An input whose patch grid exceeds it is fused
+in overlapping windows of at most that grid, each with positions from (0, 0), blended with linear ramps
+(``large_input="tile"``, default), or resized to fit (``"warp"``), or refused (``"error"``); so no fused
+image depends on positions the model never saw.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from fusebench.color import luminance
@@ -30,7 +37,7 @@ from fusebench.methods.base import (
     register_method,
 )
 from fusebench.methods.mae import MAE_ARCHS, MaskedAutoencoder, build_mae, from_mae_output, to_mae_input
-from fusebench.methods.mae.checkpoints import load_mae_weights, mae_state_from_checkpoint, resolve_weights
+from fusebench.methods.mae.checkpoints import RESUME_MAE, load_mae_weights
 from fusebench.methods.mae.preprocess import denormalize
 from fusebench.methods.maefuse.fusion import FusionLayer, Guide
 from fusebench.methods.maefuse.train import GuidedConfig, train_guided
@@ -42,24 +49,32 @@ PAPER = "doi:10.1109/TIP.2025.3541562 (arXiv 2404.11016)"
 #: + the fusion layer (fp16)
 COMPACT_FILE = "maefuse_compact.safetensors"
 OFFICIAL_WEIGHTS_URL = "https://drive.google.com/file/d/18N6tn78VztQOvobVWu6J-RJHo3jsBKkk"
+#: the MaeFuse "resume" MAE (ViT-L encoder + 4-block decoder retrained at 640): the paper's starting point and
+#: the default backbone of ``fusebench train --method maefuse`` (an MAE weights name, downloaded on first use)
+RESUME_MAE_WEIGHTS = RESUME_MAE  # "maefuse_resume_mae"
+#: the patch grid the released MaeFuse was trained and run at (640 x 640 warps, patch 16)
+OFFICIAL_GRID = (40, 40)
+LARGE_INPUT_MODES = ("tile", "warp", "error")
 
 
 def _cfg(**kw: Any) -> dict[str, Any]:
     """Family defaults: where the weights come from and how they were made."""
     return {
-        "arch": "large", "guide": "cfm", "file": None, "backbone": None, "train_backbone": None, "sha256": None,
+        "arch": "large", "guide": "cfm", "mfm": "separate", "trained_grid": None, "large_input": "tile",
+        "file": None, "backbone": None, "train_backbone": None, "sha256": None,
         "url": None, "license": None, "origin_url": "https://github.com/Henry-Lee-real/MaeFuse",
         "paper": PAPER, "notes": "", **kw,
     }
 
 
 default_cfgs: dict[str, dict[str, Any]] = {
-    "maefuse": _cfg(notes="ViT-L/16. No fusebench-trained weights are published: train with `fusebench train "
-                    "--method maefuse` from the MAE ViT-L backbone, or use maefuse-compact."),
+    "maefuse": _cfg(train_backbone=RESUME_MAE_WEIGHTS,
+                    notes="ViT-L/16. No fusebench-trained weights are published: train with `fusebench train "
+                    "--method maefuse` (from MaeFuse's 'resume' MAE by default), or use maefuse-compact."),
     "maefuse-base": _cfg(arch="base", notes="ViT-B/16; train with `fusebench train --method maefuse-base`."),
     "maefuse-compact": _cfg(
-        arch="compact", file=COMPACT_FILE, backbone=COMPACT_FILE, train_backbone=COMPACT_FILE,
-        sha256="4814e112c4098771bc80287b1473ccd4ab515942dda938e782ff1b94df8e3329",
+        arch="compact", mfm="joint", trained_grid=(40, 40), file=COMPACT_FILE, backbone=COMPACT_FILE,
+        train_backbone=COMPACT_FILE, sha256="4814e112c4098771bc80287b1473ccd4ab515942dda938e782ff1b94df8e3329",
         license="MIT", origin_url="fusebench", notes="CPU-scale weights made here: the final mae_compact backbone "
         "(copied in), fusion layer guided-trained on MSRS/LLVIP/RoadScene train pairs with position-shifted crops "
         "and the content alignment loss (about 25 CPU-minutes). Blurry, 16-px grid artefacts; far below the "
@@ -67,18 +82,21 @@ default_cfgs: dict[str, dict[str, Any]] = {
     "maefuse-test": _cfg(arch="test", notes="tiny random model for tests"),
     "mae-mean": _cfg(arch="compact", guide="mean", backbone=COMPACT_FILE,
                      notes="paper Fig. 1(a): mean of the two token maps, decoded; no training"),
-    "mae-crossattn": _cfg(arch="compact", file="maefuse_compact.crossattn.safetensors", backbone=COMPACT_FILE,
+    "mae-crossattn": _cfg(arch="compact", mfm="joint", trained_grid=(40, 40),
+                          file="maefuse_compact.crossattn.safetensors", backbone=COMPACT_FILE,
                           sha256="097877e1bc37292e3e27f8a6450662e9403f632d484011c9e91e68a2911906d9",
                           train_backbone=COMPACT_FILE, license="MIT", origin_url="fusebench",
                           notes="paper Fig. 1(b): the fusion layer trained directly with the fusion loss, no "
                           "alignment, for as many fusion-loss steps as maefuse-compact; see maefuse_compact.json"),
-    "maefuse-irguide": _cfg(arch="compact", guide="ir", file=COMPACT_FILE, backbone=COMPACT_FILE,
+    "maefuse-irguide": _cfg(arch="compact", guide="ir", mfm="joint", trained_grid=(40, 40), file=COMPACT_FILE,
+                            backbone=COMPACT_FILE, train_backbone=COMPACT_FILE,
                             notes="paper Sec. 4.4: infrared tokens replace the CFM output as the MFM guide; "
-                            "maefuse-compact's weights"),
+                            "by default maefuse-compact's weights (trained with the CFM guide); train the MFM "
+                            "for the IR guide with `fusebench train --method maefuse-irguide`"),
 }
 
 
-TRAINABLE = ("maefuse", "maefuse-base", "maefuse-compact", "maefuse-test", "mae-crossattn")
+TRAINABLE = ("maefuse", "maefuse-base", "maefuse-compact", "maefuse-test", "mae-crossattn", "maefuse-irguide")
 
 
 class MaeFuse(FusionMethod):
@@ -131,10 +149,60 @@ class MaeFuse(FusionMethod):
         check_pair_tensors(ir, vi)
         if vi.shape[1] != 1:
             raise ValueError(f"Expected visible luminance (N, 1, H, W). Got {tuple(vi.shape)}.")
+        size = (ir.shape[-2], ir.shape[-1])
+        p = self.backbone.patch_size
+        grid = (-(-size[0] // p), -(-size[1] // p))
+        limit = self.trained_grid
         with torch.no_grad(), autocast(ir.device, self.precision):
-            phi_v, phi_i, grid, size = self.encode_pair(ir, vi)
-            decoded = self.backbone.decode(self.fuse_tokens(phi_v, phi_i, grid), grid)
-        return from_mae_output(decoded.float(), size)
+            if limit is None or (grid[0] <= limit[0] and grid[1] <= limit[1]):
+                return from_mae_output(self._decode(ir, vi).float(), size)
+            mode = self.cfg.get("large_input", "tile")
+            if mode == "error":
+                raise ValueError(
+                    f"input of {size[1]}x{size[0]} px is a {grid[0]}x{grid[1]} patch grid, larger than the "
+                    f"{limit[0]}x{limit[1]} grid this model was trained on; set large_input='tile' (windows of the "
+                    "trained grid, blended) or 'warp' (resize to fit), or train with larger positions"
+                )
+            if mode == "warp":
+                scale = min(limit[0] * p / size[0], limit[1] * p / size[1])
+                small = (max(1, int(size[0] * scale)), max(1, int(size[1] * scale)))
+                ir_s, vi_s = (F.interpolate(t, size=small, mode="bilinear", align_corners=False, antialias=True)
+                              for t in (ir, vi))
+                luma = from_mae_output(self._decode(ir_s, vi_s).float(), small)
+                return F.interpolate(luma, size=size, mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+            return from_mae_output(self._decode_tiled(ir, vi, limit).float(), size)
+
+    @property
+    def trained_grid(self) -> tuple[int, int] | None:
+        """The largest patch grid (rows, cols) the fusion layer was trained on; None: no limit (no layer)."""
+        grid = self.cfg.get("trained_grid")
+        if self.fusion is None or grid is None:
+            return None
+        return int(grid[0]), int(grid[1])
+
+    def _decode(self, ir: Tensor, vi: Tensor) -> Tensor:
+        """One pass at positions from (0, 0): the decoded (N, 3, Hp, Wp) image, ImageNet-normalised."""
+        phi_v, phi_i, grid, _ = self.encode_pair(ir, vi)
+        return self.backbone.decode(self.fuse_tokens(phi_v, phi_i, grid), grid)
+
+    def _decode_tiled(self, ir: Tensor, vi: Tensor, limit: tuple[int, int]) -> Tensor:
+        """Overlapping windows of at most ``limit`` patches, each fused alone (positions from (0, 0)), blended
+        with linear ramps over the overlaps (none at the image border); the padded, decoded image."""
+        p = self.backbone.patch_size
+        ir_p, vi_p = _pad_to_patch(ir, p), _pad_to_patch(vi, p)
+        grid = (ir_p.shape[-2] // p, ir_p.shape[-1] // p)
+        out = ir_p.new_zeros(ir_p.shape[0], 3, *ir_p.shape[-2:])
+        weight = ir_p.new_zeros(1, 1, *ir_p.shape[-2:])
+        rows, cols = (_tile_starts(g, min(g, t)) for g, t in zip(grid, limit))
+        wh, ww = min(grid[0], limit[0]), min(grid[1], limit[1])
+        for r in rows:
+            for c in cols:
+                win = (slice(None), slice(None), slice(r * p, (r + wh) * p), slice(c * p, (c + ww) * p))
+                ramp = (_ramp(wh * p, max(1, wh // 4) * p, r > 0, r + wh < grid[0], ir.device)[:, None]
+                        * _ramp(ww * p, max(1, ww // 4) * p, c > 0, c + ww < grid[1], ir.device)[None])
+                out[win] += self._decode(ir_p[win], vi_p[win]).float() * ramp
+                weight[win] += ramp
+        return out / weight
 
     # -- weights: the fusion layer always, backbone parts only when trained ----------------------------
     def trained_state(self, parts: Iterable[str]) -> dict[str, Tensor]:
@@ -194,33 +262,106 @@ def _weights_path(name: str | None) -> Path | None:
     return WEIGHTS_DIR / name if name else None
 
 
+def _pad_to_patch(x: Tensor, patch: int) -> Tensor:
+    """Bottom/right padding to a multiple of ``patch``, as :func:`to_mae_input` pads (reflect, else replicate)."""
+    size = (x.shape[-2], x.shape[-1])
+    pad_h, pad_w = -size[0] % patch, -size[1] % patch
+    if not (pad_h or pad_w):
+        return x
+    mode = "reflect" if pad_h < size[0] and pad_w < size[1] else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def _tile_starts(grid: int, window: int) -> list[int]:
+    """Window starts (in patches) covering ``grid`` with overlaps of at least a quarter window."""
+    if grid <= window:
+        return [0]
+    stride = max(1, window - max(1, window // 4))
+    n = -(-(grid - window) // stride) + 1
+    return sorted({round(k * (grid - window) / (n - 1)) for k in range(n)})
+
+
+def _ramp(length: int, overlap: int, rise: bool, fall: bool, device: torch.device) -> Tensor:
+    """1-D blending weight: linear from ~0 to 1 over ``overlap`` px at a side shared with another window."""
+    x = torch.arange(length, device=device, dtype=torch.float32) + 0.5
+    w = torch.ones(length, device=device)
+    if rise:
+        w = torch.minimum(w, x / overlap)
+    if fall:
+        w = torch.minimum(w, (length - x) / overlap)
+    return w
+
+
+def weights_training_cfg(path: str | Path) -> dict[str, Any]:
+    """``mfm`` and ``trained_grid`` recorded in a weights file, for building the model that runs it.
+
+    fusebench files carry the model cfg (and the training record) in their safetensors metadata; files
+    written before these keys existed were all trained with the joint MFM on crops with positions shifted by
+    up to ``max_pos_offset`` patches. Official MaeFuse checkpoints (``model1.*``/``model2.*``) were trained
+    at 640 x 640 with the two-attention MFM. Anything else: nothing known, nothing returned.
+    """
+    path = Path(path)
+    out: dict[str, Any] = {}
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), "pt") as handle:
+                meta = handle.metadata() or {}
+        except (SafetensorError, OSError):  # unreadable files get their clear error from read_state_dict
+            return out
+        cfg = json.loads(meta["cfg"]) if "cfg" in meta else {}
+        record = json.loads(meta["training"]) if "training" in meta else {}
+        if "mfm" in cfg:
+            out["mfm"] = cfg["mfm"]
+        elif record:
+            out["mfm"] = "joint"
+        if cfg.get("trained_grid"):
+            out["trained_grid"] = tuple(cfg["trained_grid"])
+        elif record:
+            out["trained_grid"] = trained_grid_of(record)
+    elif path.suffix in (".pth", ".pt") and path.is_file():
+        keys = read_state_dict(path).keys()
+        if any(k.startswith("model2.") for k in keys):
+            out = {"mfm": "separate", "trained_grid": OFFICIAL_GRID}
+    return out
+
+
+def trained_grid_of(record: dict[str, Any], patch: int = 16) -> tuple[int, int]:
+    """The patch grid (rows, cols) a training record's batches covered: the warp size, or the crop grid
+    shifted by up to ``max_pos_offset`` patches."""
+    if record.get("warp_size"):
+        side = -(-int(record["warp_size"]) // patch)
+        return side, side
+    crop = -(-int(record.get("patch_size", 224)) // patch)
+    side = max(crop, int(record.get("max_pos_offset", 0) or 0))
+    return side, side
+
+
 def _build(variant: str, precision: str = "fp32", **overrides: Any) -> MaeFuse:
     """The architecture of a variant from ``default_cfgs``, randomly initialised."""
     cfg = {**default_cfgs[variant], **overrides}
     spec = MAE_ARCHS[cfg["arch"]]
+    if cfg["large_input"] not in LARGE_INPUT_MODES:
+        raise ValueError(f"large_input must be one of {', '.join(LARGE_INPUT_MODES)}, got {cfg['large_input']!r}")
     fusion = None if cfg["guide"] == "mean" else FusionLayer(spec.embed_dim, spec.num_heads, spec.mlp_ratio,
-                                                              guide=_guide(cfg["guide"]))
+                                                              guide=_guide(cfg["guide"]), mfm=cfg["mfm"])
     cls = MaeFuse if variant in TRAINABLE else MaeFuseBaseline
     return cls(build_mae(cfg["arch"]), fusion, precision=precision, variant=variant, **cfg)
 
 
-def _load_backbone(model: MaeFuse, name_or_path: str | Path) -> None:
-    """Load MAE weights into ``model.backbone``: a MaeFuse file's ``backbone.*`` part, an official MaeFuse
-    checkpoint's ``model1.*`` part, or anything the MAE family's loader takes (an MAE weights name or file).
+def _load_backbone(model: MaeFuse, name_or_path: str | Path, decoder: str | Path | None = None) -> None:
+    """Load MAE weights into ``model.backbone`` with the MAE family's one reader: an MAE weights name (e.g.
+    ``maefuse_resume_mae``, downloaded on first use) or ``timm:NAME``, any MAE file (MAE's ``checkpoint-N.pth``
+    with pickled args, the official files, safetensors), a MaeFuse file's ``backbone.*`` part, or an official
+    MaeFuse checkpoint's ``model1.*`` part. An encoder-only file needs ``decoder`` (a file whose decoder was
+    trained for it); a decoder of another depth is refused; the messages say what to do.
     """
-    shipped = WEIGHTS_DIR / str(name_or_path)
-    path = shipped if shipped.is_file() else Path(name_or_path)
-    state = read_state_dict(path) if path.suffix in (".safetensors", ".pth", ".pt") and path.is_file() else {}
-    if any(k.startswith(("backbone.", "model1.")) for k in state):
-        if any(k.startswith("model1.") for k in state):
-            state = checkpoint_filter_fn(state)
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        model.backbone.load_state_dict(mae_state_from_checkpoint(state, model.backbone, source=str(path)),
-                                       strict=False)
-    else:
-        load_mae_weights(model.backbone, path if path.is_file() else name_or_path, progress=False)
-        path, _ = resolve_weights(path if path.is_file() else name_or_path, progress=False)
-    model.cfg["backbone_sha256"] = sha256_file(path)
+    load_mae_weights(model.backbone, name_or_path, decoder=decoder, method=model.cfg.get("variant", "maefuse"))
+    files = model.backbone.weights_files
+    model.cfg["backbone_sha256"] = sha256_file(files[0]) if files else None
+    if decoder is not None:
+        model.cfg["decoder_sha256"] = sha256_file(files[-1]) if len(files) > 1 else None
 
 
 def _create_maefuse(variant: str, *, weights: str | Path | None = None, random_init: bool = False,
@@ -233,7 +374,8 @@ def _create_maefuse(variant: str, *, weights: str | Path | None = None, random_i
     """
     if not (weights or random_init or default_cfgs[variant]["file"] or default_cfgs[variant]["guide"] == "mean"):
         raise WeightsError(_no_weights_message(variant))  # before building a 300M-parameter model
-    model = _build(variant, precision=precision, **overrides)
+    recorded = weights_training_cfg(weights) if weights else {}
+    model = _build(variant, precision=precision, **{**recorded, **overrides})
     cfg = model.cfg
     cfg["random_init"] = random_init
     backbone = backbone_weights or (None if random_init else cfg["backbone"])
@@ -254,15 +396,19 @@ def create_for_training(variant: str, cfg: GuidedConfig) -> MaeFuse:
     """A variant ready for guided training: pretrained backbone, fresh (or ``init_weights``) fusion layer."""
     defaults = default_cfgs[variant]
     backbone = cfg.backbone_weights or defaults["train_backbone"]
+    decoder = getattr(cfg, "decoder_weights", None)
     if not backbone and defaults["arch"] != "test":
         raise WeightsError(
-            f"training '{variant}' needs pretrained MAE backbone weights: pass --set backbone_weights=NAME_OR_PATH "
-            f"(an official MAE {defaults['arch']} file or name such as mae_visualize_vit_{defaults['arch']}, the "
-            "official MaeFuse 'resume' MAE, or the output of `fusebench pretrain-mae`)"
+            f"training '{variant}' needs pretrained MAE backbone weights (encoder + decoder): pass --set "
+            f"backbone_weights=NAME_OR_PATH (the output of `fusebench pretrain-mae --arch {defaults['arch']}`, "
+            "maefuse_resume_mae for ViT-L, or an encoder-only MAE file such as "
+            f"mae_pretrain_vit_{defaults['arch']} with --set decoder_weights=FILE)"
         )
+    if decoder and not backbone:
+        raise WeightsError("decoder_weights is given without backbone_weights: name the encoder's file too")
     model = _build(variant, precision=cfg.precision)
     if backbone:
-        _load_backbone(model, backbone)
+        _load_backbone(model, backbone, decoder)
     if cfg.init_weights:
         model.load_weights(cfg.init_weights)
     return model
@@ -277,9 +423,10 @@ def _guide(name: str) -> Guide:
 def _no_weights_message(variant: str) -> str:
     return (
         f"method '{variant}' has no trained fusion weights. Train them with `fusebench train --method {variant} "
-        f"--dataset msrs --split train --set backbone_weights=<MAE weights>` and pass "
-        f"weights=<run>/{variant}.safetensors; use random_init=True for speed tests; use 'maefuse-official' for "
-        f"the released MaeFuse weights ({OFFICIAL_WEIGHTS_URL}), or the CPU-ready 'maefuse-compact'."
+        f"--dataset msrs --split train --set backbone_weights=<MAE weights>` and run with --weights "
+        f"<run>/{variant}.safetensors; use --set random_init=true for speed tests (the rows are marked as random "
+        f"weights); or use 'maefuse' (the released MaeFuse weights, downloaded on first use from "
+        f"{OFFICIAL_WEIGHTS_URL}) or the CPU-ready 'maefuse-compact'."
     )
 
 
@@ -287,10 +434,48 @@ def _trainer(variant: str):
     return partial(train_guided, variant)
 
 
-@register_method("maefuse", description="MaeFuse, ViT-L/16 MAE + CFM/MFM fusion layer (guided training)",
+# options of fusebench's paper computation that the released computation does not have
+_PAPER_ONLY = ("backbone_weights", "large_input", "mfm")
+
+
+def _create_maefuse_default(*, weights: str | Path | None, random_init: bool, computation: str | None,
+                            **options: Any) -> Any:
+    """``maefuse``: the released checkpoint run the released way unless ``weights`` (a model trained here) or
+    ``random_init`` ask for fusebench's paper computation; ``computation`` (released / paper) overrides.
+
+    The cfg records ``computation`` and ``weights_source`` (released / file / random), and goes into every
+    run summary.
+    """
+    computation = computation or ("paper" if weights or random_init else "released")
+    if computation == "released":
+        from fusebench.methods.maefuse_official import _create_maefuse_official
+
+        paper_only = sorted(k for k, v in options.items() if k in _PAPER_ONLY and v is not None)
+        if paper_only:
+            raise ValueError(f"method 'maefuse': --set {paper_only[0]}=... applies to --set computation=paper only")
+        options = {k: v for k, v in options.items() if k not in _PAPER_ONLY}
+        return _create_maefuse_official(weights=weights, random_init=random_init, variant="maefuse", **options)
+    if computation != "paper":
+        raise ValueError(f"method 'maefuse': computation must be 'released' or 'paper', got {computation!r}")
+    for key in ("warp", "output_format", "progress"):
+        if options.pop(key, None) not in (None, 640, "png", True):
+            raise ValueError(f"method 'maefuse': --set {key}=... applies to --set computation=released only")
+    options = {k: v for k, v in options.items() if v is not None}
+    model = _create_maefuse("maefuse", weights=weights, random_init=random_init, **options)
+    model.cfg.update(computation="paper", weights_source="file" if weights else "random")
+    return model
+
+
+@register_method("maefuse", description="MaeFuse ViT-L/16: the released weights (downloaded on first use), run "
+                 "as the authors' test_fusion.py; --weights runs a model trained here (paper computation)",
                  trainable=True, train=_trainer("maefuse"), paper=PAPER)
-def maefuse(**kw: Any) -> MaeFuse:
-    return _create_maefuse("maefuse", **kw)
+def maefuse(weights: str | Path | None = None, random_init: bool = False, computation: str | None = None,
+            arch: str = "large", warp: int = 640, precision: str = "fp32", output_format: str = "png",
+            backbone_weights: str | Path | None = None, large_input: str | None = None,
+            mfm: str | None = None) -> Any:
+    return _create_maefuse_default(weights=weights, random_init=random_init, computation=computation, arch=arch,
+                                   warp=warp, precision=precision, output_format=output_format,
+                                   backbone_weights=backbone_weights, large_input=large_input, mfm=mfm)
 
 
 @register_method("maefuse-base", description="MaeFuse on a ViT-B/16 MAE", trainable=True,
@@ -324,6 +509,6 @@ def mae_crossattn(**kw: Any) -> MaeFuse:
 
 
 @register_method("maefuse-irguide", description="MaeFuse with infrared tokens in place of the CFM (Sec. 4.4)",
-                 paper=PAPER)
+                 trainable=True, train=_trainer("maefuse-irguide"), paper=PAPER)
 def maefuse_irguide(**kw: Any) -> MaeFuse:
     return _create_maefuse("maefuse-irguide", **kw)

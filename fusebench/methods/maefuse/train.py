@@ -14,11 +14,22 @@ stage                trains                 output                loss
 ``decoder``          MFM + FFN + LN + dec.  decode(Phi_F)         fusion loss (the official run's open decoder)
 ===================  =====================  ====================  ===========================================
 
-Every batch shifts the position tables (encoder, fusion layer, decoder) by a random offset of up to
-``max_pos_offset`` patches, so small crops stand for windows of full-size images. ``align_loss="content"``
-(default) weighs the tokens' shared offset and their content equally (see
-:func:`~fusebench.methods.maefuse.losses.content_alignment_loss`; ``"mse"`` is Eq. 5 as printed), and
-``fusion_align_weight`` > 0 keeps that alignment loss as an anchor in the fusion stages.
+Two recipes (``recipe=``; a method's own recipe and ``--set`` overrides go on top, see ``docs/maefuse.md``):
+
+- ``paper`` (default of ``maefuse`` and ``maefuse-base``): what the paper and the official ``train.py`` do.
+  Whole pairs warped to ``warp_size`` = 640 x 640 (bilinear, no crop, no flip), Eq. 5 as printed
+  (``align_loss="mse"``), Eq. 4, AdamW at a fixed 1e-4, batch 32, and each module (CFM, then MFM) trained
+  for ``epochs`` epochs of which the first ``align_fraction`` = 20 % align and the rest are fusion-loss
+  epochs (Algorithm 1: t < 20 of 100). Positions: the 40 x 40 grid of the warp.
+- ``fusebench``: fusebench's additions, measured on ``maefuse-compact`` (``weights/maefuse_compact.md``):
+  ``patch_size`` crops with flips whose position tables (encoder, fusion layer, decoder) are shifted by up
+  to ``max_pos_offset`` patches per batch, so crops stand for windows of full-size images; the content
+  alignment loss (``align_loss="content"``, :func:`~fusebench.methods.maefuse.losses.content_alignment_loss`)
+  at ``align_lr``; and that loss kept as an anchor in the fusion stages (``fusion_align_weight``); stages
+  counted in steps.
+
+The largest patch grid the batches covered is recorded as ``trained_grid`` in the weights' cfg; inference
+tiles (or warps) larger inputs to it (:class:`~fusebench.methods.maefuse.model.MaeFuse`).
 
 The run folder holds ``config.json``, ``checkpoint.pt`` (atomic, resumable mid-stage), ``losses.csv``,
 ``losses.png`` and the final ``<method>.safetensors`` (fusion layer, plus the decoder if it was trained).
@@ -44,6 +55,7 @@ from fusebench.methods.maefuse.losses import alignment_loss, content_alignment_l
 from fusebench.training import (
     LossHistory,
     PatchDataset,
+    WarpDataset,
     autocast,
     load_checkpoint,
     plot_history,
@@ -59,8 +71,24 @@ STAGES = ("cfm_align", "cfm_fusion", "mfm_align", "mfm_fusion", "direct_fusion",
 
 @dataclass(frozen=True)
 class GuidedConfig:
-    """Every setting of a guided-training run; recorded in ``config.json`` and checked on resume."""
+    """Every setting of a guided-training run; recorded in ``config.json`` and checked on resume.
 
+    Build it with :meth:`from_overrides`, which applies the recipe preset (``RECIPE_PRESETS``); the field
+    defaults below are only the base the presets start from.
+    """
+
+    #: "paper" or "fusebench": a preset of the settings below (see the module notes and RECIPE_PRESETS)
+    recipe: str = "paper"
+    #: epochs per module (CFM, then MFM); when set, the four cfm_/mfm_ stage step counts are derived from it
+    epochs: int | None = None
+    #: share of a module's epochs spent on alignment (Algorithm 1: 20 of 100)
+    align_fraction: float = 0.2
+    #: warp every whole pair to warp_size x warp_size (the paper) instead of cropping patch_size crops
+    warp_size: int | None = None
+    #: random flips of the crops (fusebench); the official training has no augmentation
+    flip: bool = True
+    #: MFM form, "separate" (two attentions summed, the paper/official) or "joint"; None: the variant's own
+    mfm: str | None = None
     cfm_align_steps: int = 200
     cfm_fusion_steps: int = 300
     mfm_align_steps: int = 200
@@ -90,6 +118,8 @@ class GuidedConfig:
     checkpoint_every: int = 50
     log_every: int = 5
     backbone_weights: str | None = None
+    #: a decoder trained for an encoder-only ``backbone_weights`` file (see ``fusebench pretrain-mae``)
+    decoder_weights: str | None = None
     init_weights: str | None = None
 
     @classmethod
@@ -99,7 +129,17 @@ class GuidedConfig:
         unknown = sorted(set(overrides) - set(valid))
         if unknown:
             raise ValueError(f"unknown training settings {unknown}; valid settings: {', '.join(valid)}")
-        cfg = cls(**{**base, **overrides})
+        recipe = overrides.get("recipe", base.get("recipe", cls.recipe))
+        if recipe not in RECIPE_PRESETS:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPE_PRESETS)}, got {recipe!r}")
+        merged = {**RECIPE_PRESETS[recipe], **base, **overrides}
+        given_steps = sorted(k for k in overrides if k in MODULE_STEP_KEYS)
+        if merged.get("epochs") is not None and given_steps:
+            raise ValueError(
+                f"recipe '{recipe}' counts epochs (epochs={merged['epochs']}), but {given_steps} were given: set "
+                "epochs=N (each module's epochs, align_fraction of them aligning), or epochs=null to count steps"
+            )
+        cfg = cls(**merged)
         if cfg.loss not in ("paper", "official"):
             raise ValueError(f"loss must be 'paper' or 'official', got {cfg.loss!r}")
         if cfg.align_loss not in ("content", "mse"):
@@ -108,7 +148,34 @@ class GuidedConfig:
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {cfg.precision!r}")
         if min(cfg.stage_steps().values()) < 0 or cfg.total_steps() == 0:
             raise ValueError("stage steps must be >= 0 and at least one stage must have steps")
+        if cfg.epochs is not None and cfg.epochs < 1:
+            raise ValueError(f"epochs must be >= 1 (or null to count steps), got {cfg.epochs}")
+        if not 0.0 <= cfg.align_fraction <= 1.0:
+            raise ValueError(f"align_fraction must be in [0, 1], got {cfg.align_fraction}")
+        if cfg.warp_size is not None and cfg.warp_size < 16:
+            raise ValueError(f"warp_size must be a positive multiple of the patch size, got {cfg.warp_size}")
+        if cfg.mfm not in (None, "separate", "joint"):
+            raise ValueError(f"mfm must be 'separate' or 'joint', got {cfg.mfm!r}")
         return cfg
+
+    def resolved(self, steps_per_epoch: int, modules: tuple[str, ...] = ("cfm", "mfm")) -> GuidedConfig:
+        """Step counts for a dataset of ``steps_per_epoch`` batches: from ``epochs`` when set (each module's
+        first ``align_fraction`` aligning, the rest fusion-loss steps); modules not in ``modules`` get 0."""
+        steps = {k: getattr(self, k) for k in MODULE_STEP_KEYS}
+        if self.epochs is not None:
+            total = self.epochs * steps_per_epoch
+            align = round(self.align_fraction * total)
+            for module in ("cfm", "mfm"):
+                steps[f"{module}_align_steps"], steps[f"{module}_fusion_steps"] = align, total - align
+        for module in {"cfm", "mfm"} - set(modules):
+            steps[f"{module}_align_steps"] = steps[f"{module}_fusion_steps"] = 0
+        return dataclasses.replace(self, **steps)
+
+    def trained_grid(self, patch: int = 16) -> tuple[int, int]:
+        """The patch grid (rows, cols) whose positions this run's batches cover."""
+        from fusebench.methods.maefuse.model import trained_grid_of
+
+        return trained_grid_of(asdict(self), patch)
 
     def stage_steps(self) -> dict[str, int]:
         return {
@@ -130,18 +197,39 @@ class GuidedConfig:
         return out
 
 
-#: per-method recipes on top of the dataclass defaults
+MODULE_STEP_KEYS = ("cfm_align_steps", "cfm_fusion_steps", "mfm_align_steps", "mfm_fusion_steps")
+
+#: the two recipes, on top of the dataclass defaults
+RECIPE_PRESETS: dict[str, dict[str, Any]] = {
+    # the paper (Sec. 3.3, Algorithm 1, Sec. 4.1) and the official train.py (reference 1.7): 640x640 warps of
+    # whole pairs, no augmentation, Eq. 5 as printed, Eq. 4, AdamW 1e-4 fixed, batch 32, epochs split 20/80.
+    # The epoch count is not published: 80 is the official --epochs default (per stage invocation).
+    "paper": {"epochs": 80, "align_fraction": 0.2, "warp_size": 640, "flip": False, "align_loss": "mse",
+              "loss": "paper", "lr": 1e-4, "align_lr": None, "fusion_align_weight": 0.0, "batch_size": 32,
+              "max_pos_offset": 0},
+    # fusebench's additions (weights/maefuse_compact.md): shifted crops, content alignment, anchor, steps
+    "fusebench": {"epochs": None, "warp_size": None, "flip": True, "align_loss": "content", "loss": "paper",
+                  "align_lr": 1e-3, "fusion_align_weight": 1.0, "patch_size": 224, "max_pos_offset": 40},
+}
+
+#: per-method recipes on top of the recipe preset
 RECIPES: dict[str, dict[str, Any]] = {
     "maefuse": {},
     "maefuse-base": {},
-    "maefuse-compact": {"patch_size": 128, "precision": "bf16", "align_lr": 1e-3, "fusion_align_weight": 1.0,
-                        "cfm_align_steps": 1200, "cfm_fusion_steps": 300, "mfm_align_steps": 1500,
-                        "mfm_fusion_steps": 600},
-    "maefuse-test": {"cfm_align_steps": 2, "cfm_fusion_steps": 2, "mfm_align_steps": 2, "mfm_fusion_steps": 2,
-                     "batch_size": 2, "patch_size": 32, "patches_per_image": 2, "checkpoint_every": 2,
-                     "log_every": 1},
-    "mae-crossattn": {"cfm_align_steps": 0, "cfm_fusion_steps": 0, "mfm_align_steps": 0, "mfm_fusion_steps": 0,
-                      "direct_fusion_steps": 900, "patch_size": 128},
+    # the shipped weights' recipe (weights/maefuse_compact.md)
+    "maefuse-compact": {"recipe": "fusebench", "patch_size": 128, "precision": "bf16", "align_lr": 1e-3,
+                        "fusion_align_weight": 1.0, "cfm_align_steps": 1200, "cfm_fusion_steps": 300,
+                        "mfm_align_steps": 1500, "mfm_fusion_steps": 600},
+    # paper Sec. 4.4: no CFM; the MFM trained (aligned, then fusion loss) with the infrared tokens as guide
+    "maefuse-irguide": {"recipe": "fusebench", "patch_size": 128, "cfm_align_steps": 0, "cfm_fusion_steps": 0,
+                        "mfm_align_steps": 1500, "mfm_fusion_steps": 600},
+    "maefuse-test": {"recipe": "fusebench", "cfm_align_steps": 2, "cfm_fusion_steps": 2, "mfm_align_steps": 2,
+                     "mfm_fusion_steps": 2, "batch_size": 2, "patch_size": 32, "patches_per_image": 2,
+                     "checkpoint_every": 2, "log_every": 1},
+    # paper Fig. 1(b): the fusion loss only, no alignment, no anchor
+    "mae-crossattn": {"recipe": "fusebench", "cfm_align_steps": 0, "cfm_fusion_steps": 0, "mfm_align_steps": 0,
+                      "mfm_fusion_steps": 0, "direct_fusion_steps": 900, "patch_size": 128, "align_lr": None,
+                      "fusion_align_weight": 0.0},
 }
 
 
@@ -178,6 +266,8 @@ def pos_offset(cfg: GuidedConfig, seed: int, step: int, patch: int = 16) -> tupl
     plus the sin-cos table) never sees the positions of a full-size image: a layer aligned on 128-px
     crops decoded TNO images to noise (CC about 0).
     """
+    if cfg.warp_size:
+        return (0, 0)
     grid = -(-cfg.patch_size // patch)
     span = max(0, cfg.max_pos_offset - grid) + 1
     if span == 1:
@@ -207,7 +297,7 @@ def stage_step(model: MaeFuse, stage: str, ir: Tensor, vi: Tensor, cfg: GuidedCo
     return losses
 
 
-def _batches(data: PatchDataset, batch_size: int, seed: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:
+def _batches(data: PatchDataset | WarpDataset, batch_size: int, seed: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:
     """Endless batches; batch ``b`` is a pure function of (seed, b), so a resumed run sees the same data."""
     per_epoch = max(1, len(data) // batch_size)
     step = start
@@ -253,20 +343,30 @@ def train_guided(variant: str, pairs: PairDataset, out_dir: Path, *, device: tor
     """Train ``variant``'s fusion layer on ``pairs`` with the guided schedule; returns the weights file."""
     from tqdm.auto import tqdm
 
-    from fusebench.methods.maefuse.model import create_for_training
+    from fusebench.methods.maefuse.model import create_for_training, default_cfgs
 
     cfg = GuidedConfig.from_overrides(RECIPES.get(variant, {}), overrides)
     out_dir = Path(out_dir)
+    if cfg.warp_size:
+        data: PatchDataset | WarpDataset = WarpDataset(pairs, cfg.warp_size, flip=cfg.flip, seed=seed)
+    else:
+        data = PatchDataset(pairs, cfg.patch_size, cfg.patches_per_image, seed=seed, flip=cfg.flip)
+    guide = default_cfgs[variant]["guide"]
+    cfg = dataclasses.replace(cfg, mfm=cfg.mfm or default_cfgs[variant]["mfm"]).resolved(
+        max(1, len(data) // cfg.batch_size), modules=("mfm",) if guide == "ir" else ("cfm", "mfm"))
     record = {"method": variant, "seed": seed, "dataset": pairs.key, "n_pairs": len(pairs), **asdict(cfg)}
     seed_everything(seed)
     model: MaeFuse = create_for_training(variant, cfg).to(device)
+    if model.fusion is not None:
+        model.fusion.mfm_mode = cfg.mfm
+    model.cfg.update(mfm=cfg.mfm, recipe=cfg.recipe,
+                     trained_grid=list(cfg.trained_grid(model.backbone.patch_size)), random_init=False)
     model.backbone.grad_checkpointing = cfg.grad_checkpointing
     ckpt_path = out_dir / "checkpoint.pt"
     state = _resume(ckpt_path, record, model)
     step = state["step"] if state else 0
-    write_json(out_dir / "config.json", {**record, "versions": _versions()})
+    write_json(out_dir / "config.json", {**record, "trained_grid": model.cfg["trained_grid"], "versions": _versions()})
     history = LossHistory(out_dir / "losses.csv", resume_step=step if state else None)
-    data = PatchDataset(pairs, cfg.patch_size, cfg.patches_per_image, seed=seed)
     batches = _batches(data, cfg.batch_size, seed, start=step)
     elapsed = state.get("elapsed_s", 0.0) if state else 0.0
     started = time.perf_counter()
