@@ -109,4 +109,19 @@ def load_summary(path: str | Path) -> Summary:
         raise ValueError(f"{path}: not a readable results file ({exc})") from exc
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION or "means" not in data:
         raise ValueError(f"{path}: not a fusebench summary (schema {SCHEMA_VERSION})")
+    missing = [f"{part}.{key}" if key else part for part, key in _REQUIRED if not _has(data, part, key)]
+    if missing:
+        raise ValueError(f"{path}: a fusebench summary without {', '.join(missing)}; it was edited or is damaged")
     return data  # type: ignore[return-value]
+
+
+# what tables and figures read from a summary: (section, key); key None means the section itself
+_REQUIRED = (("method", "label"), ("dataset", "key"), ("dataset", "ids_sha256"), ("metrics", "profile"),
+             ("metrics", "higher_is_better"), ("means", None), ("n_images", None))
+
+
+def _has(data: dict[str, Any], part: str, key: str | None) -> bool:
+    section = data.get(part)
+    if key is None:
+        return section is not None
+    return isinstance(section, dict) and key in section

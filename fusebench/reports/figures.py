@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fusebench.datasets.base import Pair, pairs_from_folders
 from fusebench.files import atomic_write
 from fusebench.images import read_image
 from fusebench.reports.table import collect_summaries
@@ -42,23 +44,41 @@ def _save(fig, path: str | Path) -> Path:  # type: ignore[no-untyped-def]
     return Path(path)
 
 
+def _source_pairs(run: Summary, data_root: str | Path | None) -> list[Pair]:
+    """The pairs a run fused: from the folder it recorded, or the same dataset under ``data_root``."""
+    from fusebench.datasets import DATASETS, load_dataset
+
+    cfg = run["config"]
+    if data_root is not None:
+        if cfg["dataset"].split(".")[0].lower() not in DATASETS:  # a folder dataset: data_root is that folder
+            return pairs_from_folders(Path(data_root) / "ir", Path(data_root) / "vi")
+        return load_dataset(cfg["dataset"], split=cfg["split"], subset=cfg["subset"], root=data_root).pairs
+    folder = Path(run["dataset"].get("root") or "")
+    if not (folder / "ir").is_dir():
+        raise ValueError(f"the sources of {run['dataset']['key']} were read from {folder}, which is not there now; "
+                         "pass --data-root with the folder that holds the dataset")
+    return pairs_from_folders(folder / "ir", folder / "vi")
+
+
 def comparison_grid(
     runs_dir: str | Path, dataset_key: str, output: str | Path, *, ids: Sequence[str] | None = None,
     methods: Sequence[str] | None = None, profile: str = "fusebench", max_pairs: int = 4,
+    data_root: str | Path | None = None,
 ) -> Path:
-    """Save a grid of source and fused images for a few pairs of one dataset."""
+    """Save a grid of source and fused images for a few pairs of one dataset.
+
+    The sources are read from where the run read them (its summary records the folder), or from the same
+    dataset under ``data_root``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fusebench.datasets import load_dataset
-
     runs = _runs_for(Path(runs_dir), dataset_key, profile, methods)
-    cfg = runs[0]["config"]
-    pairs = load_dataset(cfg["dataset"], split=cfg["split"], subset=cfg["subset"], root=cfg["data_root"])
-    by_id = {p.id: p for p in pairs.pairs}
-    chosen = list(ids) if ids else pairs.ids[:max_pairs]
+    pairs = _source_pairs(runs[0], data_root)
+    by_id = {p.id: p for p in pairs}
+    chosen = list(ids) if ids else [p.id for p in pairs[:max_pairs]]
     unknown = [i for i in chosen if i not in by_id]
     if unknown:
         raise ValueError(f"ids {unknown} are not in {dataset_key}")
@@ -93,14 +113,20 @@ def metric_boxplot(
     import matplotlib.pyplot as plt
 
     runs = _runs_for(Path(runs_dir), dataset_key, profile, methods)
-    labels, values = [], []
+    labels, values, skipped = [], [], []
     for s in runs:
         frame = pd.read_csv(Path(runs_dir) / s["method"]["label"] / dataset_key / f"metrics_{profile}.csv")
         if metric not in frame:
-            raise ValueError(f"{s['method']['label']} on {dataset_key} has no {metric} (profile {profile})")
+            skipped.append(s["method"]["label"])
+            continue
         labels.append(s["method"]["label"])
         values.append(frame[metric].to_numpy(dtype=np.float64))
-    higher = runs[0]["metrics"]["higher_is_better"][metric]
+    if not labels:
+        raise ValueError(f"no run on {dataset_key} computed {metric} (profile {profile}); rerun with --metrics")
+    if skipped:
+        warnings.warn(f"left out of the {metric} plot, not computed by their runs: {', '.join(skipped)}",
+                      stacklevel=2)
+    higher = next(s for s in runs if s["method"]["label"] == labels[0])["metrics"]["higher_is_better"][metric]
     fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 3.6))
     ax.boxplot(values, showmeans=True)
     ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right")
