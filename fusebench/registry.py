@@ -2,7 +2,8 @@
 
 Entries are registered with a decorator, created by name with keyword overrides, listed with fnmatch
 patterns, and extended by third-party packages through an entry-point group (``fusebench.methods``,
-``fusebench.datasets``, ``fusebench.metrics``). Unknown names fail with a "did you mean" message.
+``fusebench.datasets``, ``fusebench.metrics``). Names match exactly first, then case-insensitively when that
+is unambiguous (``Mean``, ``TNO``). Unknown names fail with a "did you mean" message.
 """
 
 from __future__ import annotations
@@ -78,12 +79,26 @@ class Registry(Generic[T]):
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the built-ins
                 warnings.warn(f"could not load {self.kind} plugin '{ep.name}' ({ep.value}): {exc}", stacklevel=2)
 
-    def get(self, name: str) -> Entry[T]:
-        """The entry for ``name`` (or an alias); raises ``UnknownNameError`` with suggestions."""
-        self._load_plugins()
+    def _key(self, name: object) -> str | None:
+        """The canonical name for ``name``: exact name or alias, else a unique case-insensitive match."""
+        if not isinstance(name, str):
+            return None
         key = self._aliases.get(name, name)
         if key in self._entries:
+            return key
+        folded = name.casefold()
+        matches = {n for n in self._entries if n.casefold() == folded}
+        matches |= {k for a, k in self._aliases.items() if a.casefold() == folded}
+        return matches.pop() if len(matches) == 1 else None
+
+    def get(self, name: str) -> Entry[T]:
+        """The entry for ``name`` (or an alias, any case); raises ``UnknownNameError`` with suggestions."""
+        self._load_plugins()
+        key = self._key(name)
+        if key is not None:
             return self._entries[key]
+        if not isinstance(name, str) or not name.strip():
+            raise UnknownNameError(f"Expected a {self.kind} name. Got {name!r}. Available: {', '.join(self.list())}")
         known = sorted([*self._entries, *self._aliases])
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -105,7 +120,7 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         self._load_plugins()
-        return name in self._entries or name in self._aliases
+        return self._key(name) is not None
 
     def __iter__(self) -> Iterator[Entry[T]]:
         self._load_plugins()

@@ -35,12 +35,14 @@ class DatasetInfo(TypedDict):
     root: str | None
     n_pairs: int
     ids_sha256: str  # hash of the ordered id list: two runs compare only on the same images
+    inputs_hash: str  # content hash of every source image, in pair order
 
 
 class MetricsInfo(TypedDict):
     profile: str  # convention profile ("fusebench", "cddfuse", "tang", "vifb")
     conventions: dict[str, Any]  # the profile's stated conventions
-    names: list[str]
+    names: list[str]  # every metric cached for all pairs (the union of the runs' --metrics)
+    asked: list[str]  # the metrics the last run asked for
     higher_is_better: dict[str, bool]
     versions: dict[str, int]
 
@@ -54,8 +56,9 @@ class Summary(TypedDict):
     dataset: DatasetInfo
     metrics: MetricsInfo
     n_images: int
-    means: dict[str, float]  # metric -> mean over images
-    stds: dict[str, float]  # metric -> population std over images
+    means: dict[str, float | None]  # metric -> mean over images; None where undefined on some image
+    stds: dict[str, float | None]  # metric -> population std over images
+    undefined: dict[str, list[str]]  # metric -> ids of the images where it is undefined (NaN)
     timings: dict[str, float]  # seconds: fuse_total, fuse_per_pair, metrics_total
     env: dict[str, Any]  # python, torch, numpy, platform, device, gpu
     git_hash: str | None

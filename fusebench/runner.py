@@ -1,36 +1,60 @@
-"""`fusebench run`: dataset -> method -> fused images -> metrics -> results, resumable.
+"""`fusebench run`: dataset -> method -> fused images -> metrics -> results, resumable and never stale.
 
 Layout of one run, ``<out>/<name>/<dataset key>/`` (name: ``--name``, default the method's):
 
-- ``run.json``: what the fused images depend on (method, its config and weights hash, dataset and ids).
-  A later run into the same folder with a different fingerprint is refused, never mixed in.
+- ``run.json``: what the fused images depend on: the method, its config and weights hash, the seed, the
+  dataset's ids and a content hash of every source image. It is written when the first pair is fused (a
+  run that fails before that leaves nothing behind); a later run into the same folder with a different
+  fingerprint is refused, never mixed in.
 - ``fused/<id>.png``: lossless 8-bit fused images (colour restored where the visible image has colour),
-  each written atomically, so an interrupted run resumes from the pairs already on disk.
-- ``timings.csv``: seconds spent fusing each pair.
+  each written atomically, so an interrupted run resumes from the pairs already on disk. For the
+  ``folder`` method, ``sources.json`` records the content hash of each image read, and an image replaced
+  in that folder is read again on the next run.
+- ``timings.csv``: seconds spent fusing each pair (rewritten atomically, never appended in place).
+- ``scores_<profile>.json``: the score cache: per pair, the content hash of (fused, infrared, visible)
+  and each metric's score under its version. A rerun computes only the (pair, metric) scores missing for
+  the images as they are now (new metrics, new or changed pairs) and merges them in under the run folder's
+  lock (``.lock``), so concurrent runs with different ``--metrics`` keep each other's work.
 - ``metrics_<profile>.csv`` and ``summary_<profile>.json``: per-image scores and the summary
-  (:mod:`fusebench.results`), one pair of files per metric profile so profiles never overwrite each other.
+  (:mod:`fusebench.results`) of every metric cached for all pairs (the union of all runs' ``--metrics``,
+  not only those asked last), one pair of files per metric profile. A metric undefined on some pair (NaN,
+  e.g. CC of an all-zero image) has a ``null`` mean and std in the summary and its ids under ``undefined``.
+
+Everything that can be checked is checked before the first pair is fused: the method and its options,
+metric and profile names, the dataset, that each pair's images have one size, and that every image is at
+least as large as each requested metric needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import io
 import json
+import math
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from fusebench import __version__
 from fusebench.datasets import PairDataset, load_dataset
-from fusebench.files import atomic_write, sha256_file, write_json
-from fusebench.images import write_png
+from fusebench.files import HashCache, atomic_write, file_lock, read_json, sha256_file, write_json
+from fusebench.images import ImageError, write_png
 from fusebench.methods import FusionMethod, create_method
+from fusebench.methods.base import METHODS, check_method_options
 from fusebench.results import SCHEMA_VERSION, Summary, environment, git_hash, ids_hash, now
 from fusebench.training.precision import resolve_device
+
+FINGERPRINT_VERSION = 2
+SCORES_VERSION = 1
+LOCK_NAME = ".lock"
 
 
 class RunError(RuntimeError):
@@ -39,7 +63,7 @@ class RunError(RuntimeError):
 
 @dataclass
 class RunConfig:
-    """Everything ``fusebench run`` was asked to do; stored verbatim in every summary."""
+    """Everything ``fusebench run`` was asked to do; stored (names made canonical) in every summary."""
 
     method: str
     dataset: str
@@ -55,6 +79,7 @@ class RunConfig:
     compile_metrics: bool = False  # torch.compile the metric kernels: faster on big datasets, same numbers
     out: str = "runs"
     seed: int = 0
+    download: bool = False  # fetch a benchmark missing from the data root from its public source first
 
 
 @dataclass
@@ -64,62 +89,173 @@ class RunResult:
     metrics_path: Path
     fused: int  # pairs fused in this call
     skipped: int  # pairs already fused by an earlier call
+    scored: int = 0  # (pair, metric) scores computed in this call; the rest came from the score cache
+    cached: int = 0  # (pair, metric) scores of the metrics asked now that were already cached
+    metrics: list[str] = field(default_factory=list)  # canonical names of the metrics asked now
 
 
-def _method_fingerprint(method: FusionMethod, config: RunConfig, pairs: PairDataset) -> dict[str, Any]:
+# -- validation: everything before the first pair is fused --------------------------------------------------
+def resolve_metrics(names: list[str] | None) -> list[str]:
+    """Canonical metric names (aliases and any case accepted); unknown or repeated names raise."""
+    from fusebench.metrics import DEFAULT_METRICS, get_metric
+
+    if names is not None and not names:
+        raise ValueError("--metrics: expected at least one metric name")
+    canonical = [get_metric(n.strip()).name for n in (names if names is not None else DEFAULT_METRICS)]
+    repeated = sorted({n for n in canonical if canonical.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--metrics: {', '.join(repeated)} given more than once (names and aliases count alike)")
+    return canonical
+
+
+def resolve_profile(name: str) -> str:
+    """The canonical profile name for ``name`` (any case)."""
+    from fusebench.metrics import get_profile, list_profiles
+
+    match = [p for p in list_profiles() if p.casefold() == str(name).strip().casefold()]
+    return get_profile(match[0] if match else name).name
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) as read (EXIF rotation applied), from the header only."""
+    from fusebench.images import image_size
+
+    return image_size(path)
+
+
+def check_image_sizes(pairs: PairDataset, metrics: list[str], max_listed: int = 20) -> None:
+    """Every pair's two images have one size, at least as large as each metric's minimum; one error lists
+    every offending file (sizes read from the headers, width x height)."""
+    from fusebench.metrics import get_metric
+
+    need = {m: int(get_metric(m).meta.get("min_size", 1)) for m in metrics}
+    min_side = max(need.values(), default=1)
+    mismatched, small = [], []
+    for pair in pairs.pairs:
+        (iw, ih), (vw, vh) = _header_size(Path(pair.ir)), _header_size(Path(pair.vi))
+        if (iw, ih) != (vw, vh):
+            mismatched.append(ImageError(pair.ir, f"size {iw}x{ih} differs from the visible image {pair.vi} "
+                                                  f"({vw}x{vh}) (width x height)"))
+        elif min(iw, ih) < min_side:
+            small.append((pair, iw, ih))
+    if mismatched:
+        if len(mismatched) == 1:
+            raise mismatched[0]
+        listed = "; ".join(str(e) for e in mismatched[:max_listed])
+        raise ImageError(pairs.root or pairs.pairs[0].ir,
+                         f"{len(mismatched)} pairs whose images differ in size: {listed}")
+    if small:
+        blocking = sorted(m for m, s in need.items() if min(min(w, h) for _, w, h in small) < s)
+        by_metric = ", ".join(f"{m} needs {need[m]}x{need[m]}" for m in blocking)
+        listed = ", ".join(f"{p.ir} and {p.vi} ({w}x{h})" for p, w, h in small[:max_listed])
+        more = f" and {len(small) - max_listed} more" if len(small) > max_listed else ""
+        raise ValueError(f"{len(small)} of {len(pairs)} pairs are too small for the metrics asked ({by_metric}; "
+                         f"width x height): {listed}{more}. Leave those metrics out with --metrics.")
+
+
+# -- fingerprint ------------------------------------------------------------------------------------------
+def _content_hashes(pairs: PairDataset, hashes: HashCache) -> dict[str, tuple[str, str]]:
+    return {p.id: (hashes.hash(p.ir), hashes.hash(p.vi)) for p in pairs.pairs}
+
+
+def _inputs_digest(sources: dict[str, tuple[str, str]]) -> str:
+    digest = hashlib.blake2b(digest_size=32)
+    for pair_id, (ir, vi) in sources.items():
+        digest.update(f"{pair_id}\t{ir}\t{vi}\n".encode())
+    return digest.hexdigest()
+
+
+def inputs_hash(pairs: PairDataset, hashes: HashCache | None = None) -> str:
+    """Hash of every source image's content, in pair order (file hashes cached by path, size and mtime)."""
+    return _inputs_digest(_content_hashes(pairs, hashes or HashCache()))
+
+
+def _method_fingerprint(method: FusionMethod, config: RunConfig, pairs: PairDataset, inputs: str) -> dict[str, Any]:
     weights = config.weights or method.cfg.get("weights")
     return {
+        "fingerprint_version": FINGERPRINT_VERSION,
         "method": config.method,
         "method_cfg": json.loads(json.dumps(method.cfg, default=str)),
         "weights": str(weights) if weights else None,
         "weights_sha256": sha256_file(weights) if weights and Path(weights).is_file() else None,
         "weights_files_sha256": [sha256_file(p) for p in method.cfg.get("weights_files", [])],
+        "seed": config.seed,
         "dataset": pairs.key,
         "ids_sha256": ids_hash(pairs.ids),
-        "inputs_sha256": inputs_hash(pairs),
+        "inputs_hash": inputs,
     }
 
 
-def inputs_hash(pairs: PairDataset) -> str:
-    """Hash of every source file's path and byte size: cheap, and changes when the images are replaced."""
-    digest = hashlib.sha256()
-    for pair in pairs.pairs:
-        for path in (pair.ir, pair.vi):
-            digest.update(f"{Path(path).resolve()}\t{Path(path).stat().st_size}\n".encode())
-    return digest.hexdigest()
-
-
-def _claim_run_dir(run_dir: Path, fingerprint: dict[str, Any]) -> None:
-    """Create the run folder, or accept it only if it holds a run of exactly this fingerprint."""
+def _check_run_dir(run_dir: Path, fingerprint: dict[str, Any]) -> bool:
+    """Whether ``run_dir`` already holds this run (True), is free (False); RunError if it holds another."""
     marker = run_dir / "run.json"
     if marker.exists():
-        previous = json.loads(marker.read_text())
+        try:
+            previous = read_json(marker, "run record")
+        except OSError as exc:
+            raise RunError(f"{marker}: cannot read ({exc})") from exc
+        if not isinstance(previous, dict):
+            raise RunError(f"{marker}: not a fusebench run record; delete that folder or choose another --out")
         if previous != fingerprint:
-            changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+            changed = sorted(k for k in {*fingerprint, *previous} if previous.get(k) != fingerprint.get(k))
             raise RunError(
                 f"{run_dir} holds a run with a different {', '.join(changed)}; refusing to mix or overwrite it. "
-                "Choose another --out, or delete that folder."
+                "Choose another --out or --name, or delete that folder."
             )
-    elif run_dir.exists() and any(run_dir.iterdir()):
+        return True
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} exists and is not a folder; choose another --out")
+    if run_dir.is_dir() and any(not _leftover(p) for p in run_dir.iterdir()):
         raise RunError(f"{run_dir} exists and is not a fusebench run folder; choose another --out")
-    else:
-        write_json(marker, fingerprint)
+    return False
 
 
+def _leftover(path: Path) -> bool:
+    """What an unclaimed run folder may hold without being someone else's: our lock, an empty fused/."""
+    return path.name == LOCK_NAME or (path.name == "fused" and path.is_dir() and not any(path.iterdir()))
+
+
+def _claim(run_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """Under the lock: write run.json unless this run is there already (another process may have claimed)."""
+    if not _check_run_dir(run_dir, fingerprint):
+        write_json(run_dir / "run.json", fingerprint)
+
+
+def _remove_unclaimed(run_dir: Path, stop: Path) -> None:
+    """After a failed run that claimed nothing: remove the folders and lock it created, up to ``stop``."""
+    if (run_dir / "run.json").exists() or not run_dir.is_dir():
+        return
+    if any(not _leftover(p) for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    parent = run_dir.parent
+    while parent != stop and parent.is_dir() and stop in parent.parents:
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+        parent = parent.parent
+
+
+# -- timings ------------------------------------------------------------------------------------------------
 def _read_timings(path: Path) -> dict[str, float]:
     if not path.exists():
         return {}
+    out: dict[str, float] = {}
     with open(path, newline="", encoding="utf-8") as handle:
-        return {row["id"]: float(row["seconds"]) for row in csv.DictReader(handle)}
+        for row in csv.DictReader(handle):
+            with contextlib.suppress(KeyError, TypeError, ValueError):  # a torn line from an older version
+                out[row["id"]] = float(row["seconds"])
+    return out
 
 
-def _append_timing(path: Path, pair_id: str, seconds: float) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(["id", "seconds"])
-        writer.writerow([pair_id, f"{seconds:.6f}"])
+def _write_timings(path: Path, timings: dict[str, float]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "seconds"])
+    writer.writerows([pair_id, f"{seconds:.6f}"] for pair_id, seconds in timings.items())
+    with atomic_write(path, "w") as handle:
+        handle.write(buffer.getvalue())
 
 
 def _to_numpy_image(fused: torch.Tensor) -> np.ndarray:
@@ -128,105 +264,278 @@ def _to_numpy_image(fused: torch.Tensor) -> np.ndarray:
     return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
 
 
+def _fuse_one(method: FusionMethod, pairs: PairDataset, index: int, device: torch.device) -> np.ndarray:
+    pair = pairs.pairs[index]
+    if callable(getattr(method, "fuse_files", None)):  # published networks: their official readers (exactness)
+        return method.fuse_files(pair.ir, pair.vi)
+    sample = pairs[index]
+    ir, vi = sample.ir[None].to(device), sample.vi[None].to(device)
+    with torch.inference_mode():
+        return _to_numpy_image(method.fuse_images(ir, vi, ids=[sample.id])[0])
+
+
 def fuse_dataset(
     method: FusionMethod, pairs: PairDataset, fused_dir: Path, device: torch.device, timings_path: Path,
-    progress: bool = True,
+    progress: bool = True, *, claim: Any = None, redo: set[str] | frozenset[str] = frozenset(),
+    on_fused: Any = None,
 ) -> tuple[int, int]:
-    """Fuse every pair whose PNG is not on disk yet; returns (fused now, already there)."""
+    """Fuse every pair whose PNG is not on disk yet (or whose id is in ``redo``); returns (fused now, already there).
+
+    ``claim()`` is called once, after the first pair is fused and before its PNG is written; ``on_fused(id)``
+    after each PNG. Timings are kept in memory and ``timings.csv`` is rewritten atomically every few seconds
+    and when the call ends (also by an error or an interruption).
+    """
     from tqdm.auto import tqdm
 
-    todo = [i for i, p in enumerate(pairs.pairs) if not (fused_dir / f"{p.id}.png").exists()]
-    fused_dir.mkdir(parents=True, exist_ok=True)
+    todo = [i for i, p in enumerate(pairs.pairs) if p.id in redo or not (fused_dir / f"{p.id}.png").exists()]
+    timings = _read_timings(timings_path)
     bar = tqdm(todo, desc=f"{method.name} on {pairs.key}", unit="pair", disable=not progress)
-    reads_files = callable(getattr(method, "fuse_files", None))
-    for index in bar:
-        pair = pairs.pairs[index]
-        start = time.perf_counter()
-        if reads_files:  # published networks read the files with their official readers (exactness)
-            image = method.fuse_files(pair.ir, pair.vi)
-        else:
-            sample = pairs[index]
-            ir, vi = sample.ir[None].to(device), sample.vi[None].to(device)
-            with torch.inference_mode():
-                image = _to_numpy_image(method.fuse_images(ir, vi, ids=[sample.id])[0])
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - start
-        write_png(fused_dir / f"{pair.id}.png", image)
-        _append_timing(timings_path, pair.id, seconds)
+    claimed, written, last_flush = claim is None, False, time.monotonic()
+    try:
+        for index in bar:
+            pair = pairs.pairs[index]
+            start = time.perf_counter()
+            image = _fuse_one(method, pairs, index, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - start
+            if not claimed:
+                claim()
+                claimed = True
+            write_png(fused_dir / f"{pair.id}.png", image)
+            timings[pair.id] = seconds
+            written = True
+            if on_fused is not None:
+                on_fused(pair.id)
+            if time.monotonic() - last_flush > 5.0:
+                _write_timings(timings_path, timings)
+                last_flush = time.monotonic()
+    finally:
+        if written:
+            _write_timings(timings_path, timings)
     return len(todo), len(pairs) - len(todo)
 
 
+# -- the score cache ---------------------------------------------------------------------------------------
+def _read_scores(path: Path) -> dict[str, Any]:
+    """The score cache; a corrupt one is set aside (renamed ``*.corrupt``) and rebuilt, with a warning."""
+    if not path.exists():
+        return {}
+    try:
+        data = read_json(path, "score cache")
+    except ValueError as exc:
+        import warnings
+
+        warnings.warn(f"{exc}; it is set aside as {path.name}.corrupt and the scores are computed again",
+                      stacklevel=2)
+        with contextlib.suppress(OSError):
+            path.replace(path.with_name(path.name + ".corrupt"))
+        return {}
+    if not isinstance(data, dict) or data.get("version") != SCORES_VERSION or not isinstance(data.get("pairs"), dict):
+        return {}
+    return data["pairs"]
+
+
+def _metric_key(name: str) -> str:
+    from fusebench.metrics import get_metric
+
+    return f"{name}@{int(get_metric(name).version)}"
+
+
+def _pair_keys(pairs: PairDataset, fused_dir: Path, sources: dict[str, tuple[str, str]],
+               hashes: HashCache) -> dict[str, str]:
+    """Pair id -> content hash of (fused, infrared, visible): what a cached score is valid for."""
+    return {p.id: f"{hashes.hash(fused_dir / f'{p.id}.png')}:{sources[p.id][0]}:{sources[p.id][1]}"
+            for p in pairs.pairs}
+
+
+def _summary_means(scores: pd.DataFrame, names: list[str]) -> tuple[dict, dict, dict]:
+    means: dict[str, float | None] = {}
+    stds: dict[str, float | None] = {}
+    undefined: dict[str, list[str]] = {}
+    for n in names:
+        col = scores[n].astype(float)
+        bad = [str(i) for i in col.index[~np.isfinite(col.to_numpy())]]
+        if bad:  # a mean over fewer images would not compare with other methods' means: no number at all
+            undefined[n] = bad
+            means[n] = stds[n] = None
+        else:
+            means[n], stds[n] = float(col.mean()), float(col.std(ddof=0))
+    return means, stds, undefined
+
+
+def _column_order(asked: list[str], cached: set[str]) -> list[str]:
+    from fusebench.metrics import DEFAULT_METRICS, list_metrics
+
+    order = [*asked, *DEFAULT_METRICS, *list_metrics()]
+    return [m for i, m in enumerate(order) if m in cached and m not in order[:i]]
+
+
+# -- the run ------------------------------------------------------------------------------------------------
 def run(config: RunConfig, progress: bool = True) -> RunResult:
-    """Fuse a dataset with a method (resuming), score every image, and write the summary."""
-    from fusebench.metrics import DEFAULT_METRICS, evaluate_files, get_metric, profile_info
+    """Fuse a dataset with a method (resuming), score what is not cached yet, and write the summary."""
+    from fusebench.metrics import evaluate_files, get_metric, profile_info
 
-    torch.manual_seed(config.seed)
-    pairs = load_dataset(config.dataset, split=config.split, subset=config.subset, root=config.data_root)
-    options = dict(config.method_options)
+    # 1. everything that can be wrong, before anything is fused or written
+    if not str(config.method).strip():
+        raise ValueError("--method: expected a method name, got an empty one")
+    entry = METHODS.get(config.method.strip())
+    names = resolve_metrics(config.metrics)
+    config = replace(config, method=entry.name, profile=resolve_profile(config.profile),
+                     metrics=list(names) if config.metrics is not None else None)
+    options = check_method_options(entry.name, dict(config.method_options))
     if config.weights:
-        options["weights"] = config.weights
-    method = create_method(config.method, **options)
-    device = resolve_device(config.device)
-    if device.type not in method.devices:
-        raise RunError(f"method '{config.method}' runs on {', '.join(method.devices)}, not {device.type}")
-    method.to(device).eval()
-
+        options = check_method_options(entry.name, {**options, "weights": config.weights})
     label = config.name or config.method
-    run_dir = Path(config.out) / label / pairs.key
-    fingerprint = _method_fingerprint(method, config, pairs)
-    _claim_run_dir(run_dir, fingerprint)
+    if label in (".", "..") or any(sep in label for sep in ("/", "\\")) or not label.strip():
+        raise ValueError(f"--name: expected a plain folder name inside --out, got {label!r}")
+    pairs = load_dataset(config.dataset, split=config.split, subset=config.subset, root=config.data_root,
+                         download=config.download)
+    check_image_sizes(pairs, names)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    method = create_method(entry.name, **options)
+    if device.type not in method.devices:
+        raise RunError(f"method '{entry.name}' runs on {', '.join(method.devices)}, not {device.type}")
+    method.to(device).eval()
+    folder_files = method.source_files(pairs.ids) if callable(getattr(method, "source_files", None)) else None
+
+    out = Path(config.out)
+    run_dir = out / label / pairs.key
+    hashes = HashCache()
+    sources = _content_hashes(pairs, hashes)
+    fingerprint = _method_fingerprint(method, config, pairs, _inputs_digest(sources))
+    claimed = _check_run_dir(run_dir, fingerprint)
     fused_dir, timings_path = run_dir / "fused", run_dir / "timings.csv"
-    n_fused, n_skipped = fuse_dataset(method, pairs, fused_dir, device, timings_path, progress)
+    sources_path = run_dir / "sources.json"
 
-    names = list(config.metrics or DEFAULT_METRICS)
-    triples = [(p.id, fused_dir / f"{p.id}.png", p.ir, p.vi) for p in pairs.pairs]
+    # 2. fuse what is missing, under the run folder's lock; the folder is claimed with the first fused pair
+    lock = run_dir / LOCK_NAME
+    try:
+        with file_lock(lock):
+            claimed = _check_run_dir(run_dir, fingerprint)  # again: another run may have claimed it meanwhile
+            redo: set[str] = set()
+            folder_hashes: dict[str, str] = {}
+            recorded: dict[str, str] = {}
+            if folder_files is not None:
+                folder_hashes = {i: hashes.hash(p) for i, p in folder_files.items()}
+                if sources_path.exists():
+                    recorded = read_json(sources_path, "record of the folder's images")
+                redo = {i for i, h in folder_hashes.items() if recorded.get(i) != h}
+
+                def on_fused(pair_id: str) -> None:
+                    recorded[pair_id] = folder_hashes[pair_id]
+            else:
+                on_fused = None  # type: ignore[assignment]
+            fused_dir_ready = fused_dir.is_dir()
+            if not fused_dir_ready:
+                fused_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                n_fused, n_skipped = fuse_dataset(
+                    method, pairs, fused_dir, device, timings_path, progress,
+                    claim=None if claimed else (lambda: _claim(run_dir, fingerprint)), redo=redo, on_fused=on_fused,
+                )
+            finally:
+                if folder_files is not None and recorded:
+                    write_json(sources_path, recorded)
+    except BaseException:
+        _remove_unclaimed(run_dir, out)
+        raise
+    if not (run_dir / "run.json").exists():  # nothing to fuse and nothing claimed: an empty dataset
+        _remove_unclaimed(run_dir, out)
+        raise RunError(f"{pairs.key}: no pairs to fuse")
+
+    # 3. score what the cache lacks for the images as they are now (outside the lock: runs score in parallel)
+    scores_path = run_dir / f"scores_{config.profile}.json"
+    keys = _pair_keys(pairs, fused_dir, sources, hashes)
+    hashes.save()
+    cache = _read_scores(scores_path)
+    wanted = {n: _metric_key(n) for n in names}
+    missing: dict[tuple[str, ...], list[str]] = {}
+    for p in pairs.pairs:
+        have = cache.get(p.id, {})
+        have_scores = have.get("scores", {}) if have.get("key") == keys[p.id] else {}
+        need = tuple(n for n in names if wanted[n] not in have_scores)
+        if need:
+            missing.setdefault(need, []).append(p.id)
+    by_id = {p.id: p for p in pairs.pairs}
     start = time.perf_counter()
-    scores = evaluate_files(triples, metrics=names, profile=config.profile, device=str(device),
-                            progress=progress, compile=config.compile_metrics)
+    computed: dict[str, dict[str, float]] = {}
+    n_scored = 0
+    for need, ids in missing.items():
+        triples = [(i, fused_dir / f"{i}.png", by_id[i].ir, by_id[i].vi) for i in ids]
+        frame = evaluate_files(triples, metrics=list(need), profile=config.profile, device=str(device),
+                               progress=progress, compile=config.compile_metrics)
+        for i in ids:
+            computed.setdefault(i, {}).update({wanted[n]: float(frame.loc[i, n]) for n in need})
+        n_scored += len(ids) * len(need)
     metrics_seconds = time.perf_counter() - start
-    timings = _read_timings(timings_path)
-    scores["fuse_seconds"] = [timings.get(i, float("nan")) for i in scores.index]
 
-    metrics_path = run_dir / f"metrics_{config.profile}.csv"
-    with atomic_write(metrics_path, "w") as handle:
-        scores.to_csv(handle, index_label="id", float_format="%.10g")
+    # 4. merge into the cache and write the union, under the lock (a concurrent run may have merged meanwhile)
+    with file_lock(lock):
+        cache = _read_scores(scores_path)
+        for i, new in computed.items():
+            old = cache.get(i, {})
+            kept = old.get("scores", {}) if old.get("key") == keys[i] else {}
+            cache[i] = {"key": keys[i], "scores": {**kept, **new}}
+        cache = {p.id: cache[p.id] for p in pairs.pairs if p.id in cache}
+        write_json(scores_path, {"version": SCORES_VERSION, "profile": config.profile, "pairs": cache})
+        valid = [cache.get(p.id, {}).get("scores", {}) if cache.get(p.id, {}).get("key") == keys[p.id] else {}
+                 for p in pairs.pairs]
+        complete = set.intersection(*(set(v) for v in valid)) if valid else set()
+        metric_names = {k.rsplit("@", 1)[0] for k in complete}
+        columns = [m for m in _column_order(names, metric_names) if _metric_key(m) in complete]
+        rows = {p.id: [math.nan if v.get(_metric_key(m)) is None else v[_metric_key(m)] for m in columns]
+                for p, v in zip(pairs.pairs, valid)}
+        scores = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+        scores.index.name = "id"
+        timings = _read_timings(timings_path)
+        scores["fuse_seconds"] = [timings.get(i, math.nan) for i in scores.index]
 
-    fuse_total = float(sum(timings.get(i, 0.0) for i in pairs.ids))
-    summary: Summary = {
-        "schema": SCHEMA_VERSION,
-        "fusebench_version": __version__,
-        "created": now(),
-        "config": asdict(config),
-        "method": {
-            "name": config.method,
-            "label": label,
-            "cfg": fingerprint["method_cfg"],
-            "weights": fingerprint["weights"],
-            "weights_sha256": fingerprint["weights_sha256"],
-        },
-        "dataset": {
-            "key": pairs.key, "name": pairs.name, "split": pairs.split, "subset": pairs.subset,
-            "root": str(pairs.root) if pairs.root else None, "n_pairs": len(pairs), "ids_sha256": ids_hash(pairs.ids),
-        },
-        "metrics": {
-            "profile": config.profile,
-            "conventions": profile_info(config.profile),
-            "names": names,
-            "higher_is_better": {n: bool(get_metric(n).higher_is_better) for n in names},
-            "versions": {n: int(get_metric(n).version) for n in names},
-        },
-        "n_images": len(scores),
-        "means": {n: float(scores[n].mean()) for n in names},
-        "stds": {n: float(scores[n].std(ddof=0)) for n in names},
-        "timings": {
-            "fuse_total": fuse_total,
-            "fuse_per_pair": fuse_total / max(len(pairs), 1),
-            "metrics_total": metrics_seconds,
-        },
-        "env": environment(str(device)),
-        "git_hash": git_hash(),
-    }
-    summary_path = run_dir / f"summary_{config.profile}.json"
-    write_json(summary_path, summary)
-    return RunResult(run_dir, summary_path, metrics_path, n_fused, n_skipped)
+        metrics_path = run_dir / f"metrics_{config.profile}.csv"
+        with atomic_write(metrics_path, "w") as handle:
+            scores.to_csv(handle, index_label="id", float_format="%.10g")
+
+        fuse_total = float(sum(timings.get(i, 0.0) for i in pairs.ids))
+        means, stds, undefined = _summary_means(scores, columns)
+        summary: Summary = {
+            "schema": SCHEMA_VERSION,
+            "fusebench_version": __version__,
+            "created": now(),
+            "config": asdict(config),
+            "method": {
+                "name": config.method,
+                "label": label,
+                "cfg": fingerprint["method_cfg"],
+                "weights": fingerprint["weights"],
+                "weights_sha256": fingerprint["weights_sha256"],
+            },
+            "dataset": {
+                "key": pairs.key, "name": pairs.name, "split": pairs.split, "subset": pairs.subset,
+                "root": str(pairs.root) if pairs.root else None, "n_pairs": len(pairs),
+                "ids_sha256": ids_hash(pairs.ids), "inputs_hash": fingerprint["inputs_hash"],
+            },
+            "metrics": {
+                "profile": config.profile,
+                "conventions": profile_info(config.profile),
+                "names": columns,
+                "asked": names,
+                "higher_is_better": {n: bool(get_metric(n).higher_is_better) for n in columns},
+                "versions": {n: int(get_metric(n).version) for n in columns},
+            },
+            "n_images": len(scores),
+            "means": means,
+            "stds": stds,
+            "undefined": undefined,
+            "timings": {
+                "fuse_total": fuse_total,
+                "fuse_per_pair": fuse_total / max(len(pairs), 1),
+                "metrics_total": metrics_seconds,
+            },
+            "env": environment(str(device)),
+            "git_hash": git_hash(),
+        }
+        summary_path = run_dir / f"summary_{config.profile}.json"
+        write_json(summary_path, summary)
+    return RunResult(run_dir, summary_path, metrics_path, n_fused, n_skipped, n_scored,
+                     len(pairs) * len(names) - n_scored, names)

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "run": "fusebench.cli.run:run",
     "table": "fusebench.cli.table:table",
     "list": "fusebench.cli.ls:ls",
+    "info": "fusebench.cli.info:info",
     "datasets": "fusebench.cli.datasets:datasets",
     "train": "fusebench.cli.train:train",
     "pretrain-mae": "fusebench.cli.pretrain_mae:pretrain_mae",

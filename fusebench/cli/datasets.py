@@ -84,14 +84,19 @@ def list_command(pattern: str, data_root: Path | None, details: bool) -> None:
 @click.option(
     "--notes/--no-notes", default=False, show_default=True, help="Print notes (16-bit, 3-channel IR)."
 )
-def verify(name: str, split: str | None, subset: str | None, data_root: Path | None, notes: bool) -> None:
-    """Decode every pair of NAME and report every problem; exit status 1 if there is any."""
+@click.option("--metrics", default=None,
+              help="Comma-separated metrics whose minimum image size is checked (default: the standard suite).")
+def verify(name: str, split: str | None, subset: str | None, data_root: Path | None, notes: bool,
+           metrics: str | None) -> None:
+    """Decode every pair of NAME and report every problem (including images too small for a metric);
+    exit status 1 if there is any."""
+    from fusebench.cli.options import split_list
     from fusebench.datasets import DatasetError
     from fusebench.datasets.verify import verify_dataset
 
     try:
-        reports = verify_dataset(name, split=split, subset=subset, root=data_root)
-    except DatasetError as exc:
+        reports = verify_dataset(name, split=split, subset=subset, root=data_root, metrics=split_list(metrics))
+    except (DatasetError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
     problems = 0
     for report in reports:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -28,9 +29,12 @@ Examples:
 @data_root_option
 @device_option
 @click.option("--weights", default=None, help="Weights file for a trainable method.")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Method option, e.g. path=DIR for folder.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Method option, e.g. path=DIR for folder; `fusebench info METHOD` lists them.")
 @click.option("--name", default=None, help="Row label and run folder name (default: the method name).")
-@click.option("--metrics", default=None, help="Comma-separated metrics (default: the standard suite).")
+@click.option("--metrics", default=None,
+              help="Comma-separated metrics, any case or alias (default: the standard suite). A rerun computes "
+                   "only the scores not cached yet; the summary holds every metric scored so far.")
 @click.option("--profile", default="fusebench", show_default=True,
               help="Metric convention profile: fusebench, cddfuse, tang or vifb.")
 @click.option("--compile-metrics", is_flag=True,
@@ -40,38 +44,82 @@ Examples:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Results folder; a run into an existing matching folder resumes.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--download/--no-download", default=True, show_default=True,
+              help="Fetch a benchmark missing from the data root from its public source first.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads (default: the cores free now: affinity, CPU quota, other processes).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run(method: str, dataset: str, split: str | None, subset: str | None, data_root: Path | None, device: str,
         weights: str | None, settings: tuple[str, ...], name: str | None, metrics: str | None, profile: str,
-        compile_metrics: bool, out: Path, seed: int, progress: bool) -> None:
+        compile_metrics: bool, out: Path, seed: int, download: bool, threads: int | None, progress: bool) -> None:
     """Fuse every pair of each dataset with each method, save the fused PNGs, and score them.
 
-    Interrupted runs resume: pairs already fused are skipped.
+    Interrupted runs resume: pairs already fused are skipped, scores already computed for the same images
+    are reused. Names and options are checked before anything is fused.
     """
-    import json
-
     from fusebench.runner import RunConfig
     from fusebench.runner import run as run_benchmark
+    from fusebench.threads import configure_threads
 
     methods, datasets = split_list(method) or [], split_list(dataset) or []
+    if not methods:
+        raise click.BadParameter("expected a method name (see `fusebench list methods`)", param_hint="--method")
+    if not datasets:
+        raise click.BadParameter("expected a dataset name or folder", param_hint="--dataset")
+    if metrics is not None and not split_list(metrics):
+        raise click.BadParameter("expected at least one metric name (see `fusebench list metrics`)",
+                                 param_hint="--metrics")
     if name and len(methods) > 1:
         raise click.BadParameter("--name labels a single method", param_hint="--name")
-    for method_name in methods:
-        for dataset_name in datasets:
-            config = RunConfig(
-                method=method_name, dataset=dataset_name, name=name, split=split, subset=subset,
-                data_root=str(data_root) if data_root else None, method_options=parse_overrides(settings),
-                weights=weights, device=device, metrics=split_list(metrics), profile=profile,
-                compile_metrics=compile_metrics, out=str(out), seed=seed,
-            )
-            try:
-                result = run_benchmark(config, progress=progress)
-            except (KeyError, ValueError, RuntimeError, OSError, TypeError) as exc:
-                raise click.ClickException(str(exc)) from exc
-            summary = json.loads(result.summary_path.read_text())
-            click.echo(f"{summary['method']['label']} on {summary['dataset']['key']}: fused {result.fused} pairs, "
-                       f"{result.skipped} already done; profile {profile}")
-            for metric, value in summary["means"].items():
-                arrow = "↑" if summary["metrics"]["higher_is_better"][metric] else "↓"
-                click.echo(f"  {metric:>8}{arrow} {value:.4f}")
-            click.echo(f"results: {result.summary_path}")
+    options = parse_overrides(settings)
+    configs = [
+        RunConfig(
+            method=method_name, dataset=dataset_name, name=name, split=split, subset=subset,
+            data_root=str(data_root) if data_root else None, method_options=options,
+            weights=weights, device=device, metrics=split_list(metrics), profile=profile,
+            compile_metrics=compile_metrics, out=str(out), seed=seed, download=download,
+        )
+        for method_name in methods for dataset_name in datasets
+    ]
+    _check_all(configs)  # every name and option of every run, before the first one fuses anything
+    configure_threads(threads)
+    for config in configs:
+        try:
+            result = run_benchmark(config, progress=progress)
+        except (KeyError, ValueError, RuntimeError, OSError, TypeError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        summary = json.loads(result.summary_path.read_text())
+        scored = (f"; scored {result.scored} (pair, metric) values, {result.cached} from the cache"
+                  if result.cached else "")
+        click.echo(f"{summary['method']['label']} on {summary['dataset']['key']}: fused {result.fused} pairs, "
+                   f"{result.skipped} already done; profile {summary['metrics']['profile']}{scored}")
+        for metric in result.metrics:
+            value = summary["means"].get(metric)
+            arrow = "↑" if summary["metrics"]["higher_is_better"][metric] else "↓"
+            shown = "undefined on " + ", ".join(summary["undefined"][metric]) if value is None else f"{value:.4f}"
+            click.echo(f"  {metric:>8}{arrow} {shown}")
+        others = [m for m in summary["metrics"]["names"] if m not in result.metrics]
+        if others:
+            click.echo(f"  (the summary also holds earlier runs' {', '.join(others)})")
+        click.echo(f"results: {result.summary_path}")
+
+
+def _check_all(configs: list) -> None:
+    """Method names and options, metric and profile names, datasets: all of them, before anything runs."""
+    from fusebench.datasets import load_dataset
+    from fusebench.methods.base import METHODS, check_method_options
+    from fusebench.runner import resolve_metrics, resolve_profile
+
+    try:
+        resolve_profile(configs[0].profile)
+        resolve_metrics(configs[0].metrics)
+        for method_name in dict.fromkeys(c.method for c in configs):
+            entry = METHODS.get(method_name)
+            options = dict(configs[0].method_options)
+            if configs[0].weights:
+                options["weights"] = configs[0].weights
+            check_method_options(entry.name, options)
+        for c in {c.dataset: c for c in configs}.values():
+            load_dataset(c.dataset, split=c.split, subset=c.subset, root=c.data_root, download=c.download)
+    except (KeyError, ValueError, TypeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -121,8 +121,13 @@ def load_dataset(
     entry = _entry(base)
     if download and _missing(base, root):
         from fusebench.datasets.fetch import download_dataset
+        from fusebench.download import DownloadError
 
-        download_dataset(base, root)
+        try:
+            download_dataset(base, root)
+        except DownloadError as exc:
+            raise DatasetError(f"{base}: not at {data_root(root) / base}, and fetching it failed: {exc}. Or point "
+                               f"--data-root / $FUSEBENCH_DATA at the folder that holds {base}/") from exc
     return entry.factory(root=data_root(root), split=split, subset=subset)
 
 

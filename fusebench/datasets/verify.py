@@ -1,13 +1,16 @@
 """``fusebench datasets verify``: decode every pair and report every problem with the file's path.
 
 Loading stops at the first problem; verifying collects all of them: ids present in only one of
-``ir/`` and ``vi/``, listed ids that are missing, files that do not decode, and IR/VI size mismatches.
-Notes (not problems) flag 16-bit files and infrared stored as three channels, which load fine.
+``ir/`` and ``vi/``, listed ids that are missing, files that do not decode, IR/VI size mismatches, and
+images smaller than a metric of the default suite needs (``fusebench run`` would refuse them; pass
+``metrics=`` to check against other metrics). Notes (not problems) flag 16-bit files and infrared stored
+as three channels, which load fine.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,14 +48,26 @@ class Report:
 
 
 def verify_dataset(
-    name: str, split: str | None = None, subset: str | None = None, root: str | os.PathLike[str] | None = None
+    name: str, split: str | None = None, subset: str | None = None, root: str | os.PathLike[str] | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> list[Report]:
-    """Verify a dataset, every official split when ``split`` is None; DatasetError if it is not found."""
-    return [verify_location(loc) for loc in locate(name, split, subset, root, every_split=True)]
+    """Verify a dataset, every official split when ``split`` is None; DatasetError if it is not found.
+
+    ``metrics``: the metrics whose minimum image size is checked (default: the default suite).
+    """
+    return [verify_location(loc, metrics) for loc in locate(name, split, subset, root, every_split=True)]
 
 
-def verify_location(location: Location) -> Report:
+def min_sizes(metrics: Sequence[str] | None = None) -> dict[str, int]:
+    """Metric -> smallest height and width it is defined for (default: the default suite)."""
+    from fusebench.metrics import DEFAULT_METRICS, get_metric
+
+    return {get_metric(m).name: int(get_metric(m).meta.get("min_size", 1)) for m in (metrics or DEFAULT_METRICS)}
+
+
+def verify_location(location: Location, metrics: Sequence[str] | None = None) -> Report:
     """Check every pair of one selection; see the module docstring for what is checked."""
+    need = min_sizes(metrics)
     report = Report(location.key, location.folder)
     ir_dir, vi_dir = location.folder / "ir", location.folder / "vi"
     missing_dirs = [d for d in (ir_dir, vi_dir) if not d.is_dir()]
@@ -75,7 +90,7 @@ def verify_location(location: Location) -> Report:
                     )
         ids = [i for i in location.ids if i in ir and i in vi]
     for i in ids:
-        if _check_pair(ir[i], vi[i], report):
+        if _check_pair(ir[i], vi[i], report, need):
             report.checked += 1
     return report
 
@@ -94,7 +109,7 @@ def _by_stem(folder: Path, report: Report) -> dict[str, Path]:
     return found
 
 
-def _check_pair(ir_path: Path, vi_path: Path, report: Report) -> bool:
+def _check_pair(ir_path: Path, vi_path: Path, report: Report, need: dict[str, int] | None = None) -> bool:
     """Decode both files, note bit depth and channels; True when the pair is usable."""
     shapes = []
     for path, kind in ((ir_path, "ir"), (vi_path, "vi")):
@@ -115,5 +130,11 @@ def _check_pair(ir_path: Path, vi_path: Path, report: Report) -> bool:
         report.problems.append(
             Finding(ir_path, f"size {iw}x{ih} differs from the visible image {vi_path} ({vw}x{vh})")
         )
+        return False
+    h, w = shapes[0]
+    too_small = {m: s for m, s in (need or {}).items() if min(h, w) < s}
+    if too_small:
+        report.problems.append(Finding(ir_path, f"size {w}x{h} (with {vi_path.name}) is too small for "
+                                                + ", ".join(f"{m} (needs {s}x{s})" for m, s in too_small.items())))
         return False
     return True

@@ -8,9 +8,15 @@ colour pipeline (the official MaeFuse inference) override :meth:`FusionMethod.fu
 
 from __future__ import annotations
 
+import ast
+import difflib
+import inspect
 import json
+import re
+import textwrap
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,16 +31,249 @@ METHODS: Registry[FusionMethod] = Registry("method", entry_point_group="fusebenc
 
 
 def register_method(name: str, **meta: Any):
-    """Register a method factory. Metadata: ``description``, ``trainable``, ``paper``, ``train`` (callable)."""
+    """Register a method factory. Metadata: ``description``, ``trainable``, ``paper``, ``train`` (callable),
+    ``options`` (optional: option name -> default, when the factory's signature does not tell; see
+    :func:`method_options`)."""
     meta.setdefault("trainable", False)
     return METHODS.register(name, **meta)
 
 
 def create_method(name: str, **overrides: Any) -> FusionMethod:
-    """Build a registered method; ``None`` overrides are ignored."""
-    method = METHODS.create(name, **overrides)
-    method.name = name
+    """Build a registered method (any case of its name); ``None`` overrides are ignored.
+
+    Options are checked against :func:`method_options` first: an unknown key lists the valid ones, a value
+    of the wrong type (``levels="abc"``) names the option.
+    """
+    entry = METHODS.get(name)
+    options = check_method_options(entry.name, overrides)
+    try:
+        method = entry.factory(**options)
+    except TypeError as exc:
+        if "argument" not in str(exc):  # only signature errors are the caller's options
+            raise
+        spec = method_options(entry.name)
+        raise OptionError(f"method '{entry.name}': {exc}; options: {spec.describe()}") from exc
+    method.name = entry.name
     return method
+
+
+# -- options: declared by the factory's signature ------------------------------------------------------------
+class OptionError(ValueError):
+    """A method option that does not exist or has a value of the wrong type; the message names it."""
+
+
+@dataclass(frozen=True)
+class MethodOption:
+    """One keyword a method accepts: its default (``REQUIRED`` when it has none) and kind."""
+
+    name: str
+    default: Any
+    kind: str | None  # "int", "float", "bool", "str", "path", or None (any value)
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def describe(self) -> str:
+        kind = self.kind or "any"
+        return f"{self.name} ({kind}, required)" if self.required else f"{self.name} ({kind}, default {self.default!r})"
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "required"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """The options of a method; ``open``: it also passes further keywords to an inner builder unchecked."""
+
+    method: str
+    options: tuple[MethodOption, ...]
+    open: bool = False
+
+    def __getitem__(self, name: str) -> MethodOption:
+        return next(o for o in self.options if o.name == name)
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.options]
+
+    def describe(self) -> str:
+        text = ", ".join(o.describe() for o in self.options) or "none"
+        return text + (" (further keywords are passed on to the model unchecked)" if self.open else "")
+
+
+def method_options(name: str) -> MethodOptions:
+    """The options method ``name`` declares: its factory's keyword parameters, following a factory that
+    passes ``**kwargs`` on to a class or builder (``LaplacianFusion(**kwargs)``) to that one's parameters.
+
+    A ``options`` mapping in the registration metadata (name -> default) replaces the inspection.
+    """
+    entry = METHODS.get(name)
+    declared = entry.meta.get("options")
+    if declared is not None:
+        opts = tuple(MethodOption(k, v, _kind_of(v, None)) for k, v in dict(declared).items())
+        return MethodOptions(entry.name, opts, open=False)
+    found: dict[str, MethodOption] = {}
+    is_open = _collect_options(entry.factory, found, skip=0, depth=0)
+    return MethodOptions(entry.name, tuple(found.values()), open=is_open)
+
+
+def check_method_options(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` checked against :func:`method_options`: unknown keys and bad values raise ``OptionError``
+    naming the option (and listing the valid ones); text from the command line becomes the declared type.
+    ``None`` values are dropped (unset options never beat defaults)."""
+    spec = method_options(name)
+    known = {o.name: o for o in spec.options}
+    out: dict[str, Any] = {}
+    unknown = [k for k in values if k not in known and values[k] is not None]
+    if unknown and not spec.open:
+        close = difflib.get_close_matches(unknown[0], list(known), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise OptionError(f"method '{spec.method}' has no option {', '.join(map(repr, unknown))}.{hint} "
+                          f"Options: {spec.describe()}")
+    for key, value in values.items():
+        if value is None:
+            continue
+        option = known.get(key)
+        out[key] = _coerce(spec.method, option, value) if option is not None else value
+    missing = [o.name for o in spec.options if o.required and o.name not in out]
+    if missing:
+        raise OptionError(f"method '{spec.method}' needs option {', '.join(missing)} "
+                          f"(--set {missing[0]}=...). Options: {spec.describe()}")
+    return out
+
+
+_TYPE_WORDS = {"int": "int", "float": "float", "bool": "bool", "str": "str", "Path": "path", "PathLike": "path"}
+
+
+def _kind_of(default: Any, annotation: Any) -> str | None:
+    if isinstance(default, bool):
+        return "bool"
+    words = set(re.findall(r"[A-Za-z_]+", annotation if isinstance(annotation, str) else
+                           getattr(annotation, "__name__", "") if annotation is not inspect.Parameter.empty else ""))
+    kinds = {_TYPE_WORDS[w] for w in words if w in _TYPE_WORDS}
+    if isinstance(default, int):
+        return "float" if "float" in kinds else "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, (str, Path)):
+        return "path" if "path" in kinds else "str" if len(kinds - {"path"}) <= 1 else None
+    if len(kinds) == 1:
+        return kinds.pop()
+    if kinds == {"str", "path"}:
+        return "path"
+    if kinds == {"int", "float"}:
+        return "float"
+    return None
+
+
+def _coerce(method: str, option: MethodOption, value: Any) -> Any:
+    kind, name = option.kind, option.name
+
+    def bad(expected: str) -> OptionError:
+        return OptionError(f"method '{method}': option '{name}' expects {expected}, got {value!r}")
+
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.strip().lower() in ("true", "yes", "1")
+        raise bad("true or false")
+    if kind == "int":
+        if isinstance(value, bool):
+            raise bad("an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise bad("an integer")
+    if kind == "float":
+        if isinstance(value, bool):
+            raise bad("a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise bad("a number")
+    if kind in ("str", "path"):
+        if isinstance(value, (str, Path)):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):  # --set name=3 parses as JSON 3
+            return str(value)
+        raise bad("text" if kind == "str" else "a path")
+    return value
+
+
+def _collect_options(fn: Callable[..., Any], found: dict[str, MethodOption], skip: int, depth: int) -> bool:
+    """Add ``fn``'s keyword parameters to ``found`` (after ``skip`` positional ones); True when it takes
+    ``**kwargs`` that could not be followed to a callee."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    var_kw = None
+    for i, param in enumerate(sig.parameters.values()):
+        if param.kind in (param.VAR_POSITIONAL,):
+            continue
+        if param.kind is param.VAR_KEYWORD:
+            var_kw = param.name
+            continue
+        if param.kind is param.POSITIONAL_ONLY or (i < skip and param.kind is param.POSITIONAL_OR_KEYWORD):
+            continue
+        if param.name not in found:
+            default = REQUIRED if param.default is param.empty else param.default
+            found[param.name] = MethodOption(param.name, default, _kind_of(default, param.annotation))
+    if var_kw is None:
+        return False
+    if depth >= 4:
+        return True
+    target = _forwarded_to(fn, var_kw)
+    if target is None:
+        return True
+    callee, n_positional = target
+    return _collect_options(callee, found, n_positional, depth + 1)
+
+
+def _forwarded_to(fn: Callable[..., Any], var_kw: str) -> tuple[Callable[..., Any], int] | None:
+    """The callable that ``fn`` passes its ``**var_kw`` to (by name, in its module), and how many
+    positional arguments it passes first; None when there is no such single call."""
+    code_owner = fn.__init__ if inspect.isclass(fn) else fn  # type: ignore[misc]
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(code_owner)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    namespace = getattr(code_owner, "__globals__", {})
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            continue
+        forwards = any(
+            kw.arg is None and (
+                (isinstance(kw.value, ast.Name) and kw.value.id == var_kw)
+                or (isinstance(kw.value, ast.Dict) and any(
+                    k is None and isinstance(v, ast.Name) and v.id == var_kw
+                    for k, v in zip(kw.value.keys, kw.value.values)))
+            )
+            for kw in node.keywords
+        )
+        callee = namespace.get(node.func.id)
+        if forwards and callable(callee):
+            if any(isinstance(a, ast.Starred) for a in node.args):
+                return None
+            return callee, len(node.args)
+    return None
 
 
 def list_methods(pattern: str = "*", exclude: tuple[str, ...] = ()) -> list[str]:

@@ -83,7 +83,7 @@ def test_verify_reports_every_problem_with_its_path(tmp_path: Path) -> None:
     (folder / "vi" / "lonely.png").unlink()
     _png(folder / "ir" / "deep.png", np.zeros((2, 2), dtype=np.uint16) + 1000)
     _png(folder / "vi" / "deep.png", np.zeros((2, 2, 3), dtype=np.uint8))
-    (report,) = verify_dataset(str(folder))
+    (report,) = verify_dataset(str(folder), metrics=["EN"])
     problems = sorted(str(p) for p in report.problems)
     assert len(problems) == 3
     assert problems[0].startswith(f"{folder}/ir/corrupt.png: cannot decode image (")
@@ -101,11 +101,11 @@ def test_verify_reports_every_problem_with_its_path(tmp_path: Path) -> None:
 def test_verify_cli_exit_status_and_output(tmp_path: Path) -> None:
     folder = _folder(tmp_path / "cli", ids=("a", "b"))
     runner = CliRunner()
-    good = runner.invoke(main, ["datasets", "verify", str(folder)])
+    good = runner.invoke(main, ["datasets", "verify", str(folder), "--metrics", "EN"])
     assert good.exit_code == 0, good.output
     assert good.output.strip() == f"cli: 2 pairs decoded, ok ({folder})"
     (folder / "vi" / "b.png").write_bytes(b"not an image")
-    bad = runner.invoke(main, ["datasets", "verify", str(folder)])
+    bad = runner.invoke(main, ["datasets", "verify", str(folder), "--metrics", "EN"])
     assert bad.exit_code == 1
     assert f"problem: {folder}/vi/b.png: cannot decode image" in bad.output
     assert "Error: 1 problem(s) found" in bad.output
