@@ -286,7 +286,8 @@ def evaluate_files(
         nonlocal n_pending
         group = pending.pop(key)
         n_pending -= len(group)
-        stack = [np.stack([g[i] for g in group]) for i in (2, 3, 4)]
+        # (N, H, W) grey stacks get their channel axis: a stack of three would read as one (3, H, W) image
+        stack = [np.stack([g[i] if g[i].ndim == 3 else g[i][None] for g in group]) for i in (2, 3, 4)]
         df = evaluate(*stack, metrics=names, profile=p, ids=[g[1] for g in group], device=device, compile=compile)
         done.extend((g[0], df.iloc[[j]]) for j, g in enumerate(group))
         if bar is not None:

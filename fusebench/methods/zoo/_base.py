@@ -53,9 +53,9 @@ class ZooMethod(FusionMethod):
         check_pair_tensors(ir, vi)
         outs = []
         for i in range(ir.shape[0]):
-            ir_u8 = _to_uint8(ir[i])
-            vi_u8 = _to_uint8(vi[i])
-            out = self.fuse_uint8(read_array(ir_u8, self.ir_reader), read_array(vi_u8, self.vi_reader))
+            ir_u8, vi_u8 = _to_uint8(ir[i]), _to_uint8(vi[i])
+            with torch.inference_mode():
+                out = self.fuse_uint8(read_array(ir_u8, self.ir_reader), read_array(vi_u8, self.vi_reader))
             outs.append(torch.from_numpy(np.ascontiguousarray(out)).float().div(255))
         return torch.stack([o[None] if o.ndim == 2 else o.permute(2, 0, 1) for o in outs]).to(ir.device)
 

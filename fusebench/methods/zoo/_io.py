@@ -2,7 +2,8 @@
 
 Which reader a network's script uses changes its input: ``cv2.imread(p, IMREAD_GRAYSCALE)`` on a colour JPEG
 returns libjpeg's Y plane (up to 13 levels away from PIL's ``convert('L')``), on a colour PNG libpng's
-``rgb_to_gray``; ``cv2.cvtColor(BGR2GRAY)`` and PIL ``convert('L')`` use the fixed-point BT.601 luma. So
+``rgb_to_gray``; ``cv2.cvtColor(BGR2GRAY)`` and PIL ``convert('L')`` use fixed-point BT.601 lumas that round a
+few pixels differently (25 of LLVIP 190001's visible image). So
 readers are named here and a network declares the ones its script uses. Each reader has a file form (exact)
 and an array form for decoded images (exact for every reader except ``cv2_gray`` on colour files, where it
 falls back to OpenCV's fixed-point luma of the decoded RGB).
@@ -59,9 +60,12 @@ def read_array(image: np.ndarray, reader: Reader) -> np.ndarray:
         return np.repeat(image[..., None], 3, axis=2) if grey else image
     if reader == "cv2_rgb":  # cv2.imread(p) then BGR2RGB: 3 channels even for grey files
         return np.repeat(image[..., None], 3, axis=2) if grey else image
-    if reader in ("pil_L", "cv2_gray", "cv2_bgr2gray"):
-        # PIL convert('L') and cv2 BGR2GRAY share the fixed-point BT.601 luma (identical on the benchmark files)
-        return image if grey else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if grey and reader in ("pil_L", "cv2_gray", "cv2_bgr2gray"):
+        return image
+    if reader == "pil_L":  # PIL's own fixed-point luma: it rounds a few pixels apart from OpenCV's
+        return np.asarray(Image.fromarray(image).convert("L"))
+    if reader in ("cv2_gray", "cv2_bgr2gray"):  # cv2_gray's JPEG Y plane needs the file: see read_file
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     if reader == "cv2_float_gray_round":  # CDDFuse/EMMA image_read_cv2(p, 'GRAY'): float cvtColor, np.round
         rgb = np.repeat(image[..., None], 3, axis=2) if grey else image
         return np.round(cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2GRAY))
