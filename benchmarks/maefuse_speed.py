@@ -4,8 +4,12 @@ Writes one JSON file. Measured, in one run on one device:
 
 * ``inference``: pairs/s, peak GPU memory and achieved TFLOP/s of :meth:`MaeFuse.fuse` (both modalities in
   one encoder batch, token attention through SDPA, ``torch.inference_mode``) at ``--size`` for each
-  precision and batch size, with inputs already on the device; ``best`` is the fastest batch per precision.
-* ``bf16_vs_fp32_psnr_db``: PSNR of the bf16 output against the fp32 output (same weights, same pairs).
+  precision (``fp32``: strict fp32 matmuls; ``tf32``: fp32 with TF32 tensor-core matmuls and convolutions;
+  ``bf16``: bf16 autocast), each SDPA backend of ``--attention`` (``auto``: torch's choice, flash attention
+  on CUDA where it applies; ``flash``, ``efficient``, ``math``: forced; a backend that cannot run is recorded
+  as an error) and each batch size, with inputs already on the device; ``best`` is the fastest batch per
+  precision and backend.
+* ``bf16_vs_fp32_psnr_db`` / ``tf32_vs_fp32_psnr_db``: PSNR of those outputs against fp32 (same weights and pairs).
 * ``reference_official``: a re-creation of the released ``test_fusion.py`` loop (reference notes 1.4, 1.6):
   one pair at a time, fp32, host-side resize to 640x640, two separate encoder calls, the official
   ``cross_fusion`` (``nn.MultiheadAttention`` without ``batch_first``), decoder, de-normalise + truncate on the
@@ -14,8 +18,10 @@ Writes one JSON file. Measured, in one run on one device:
 
 Random weights are fine for speed (``random_init=True``). Example::
 
-    python benchmarks/maefuse_speed.py --arch large --size 640x480 --batch-sizes 1,8,16,32,64 --out speed.json
-    python benchmarks/maefuse_speed.py --arch test --size 64x48 --batch-sizes 1,2 --device cpu --out /tmp/s.json
+    python benchmarks/maefuse_speed.py --arch large --size 640x640 --batch-sizes 1,8,16,32,64 --out speed.json
+    python benchmarks/maefuse_speed.py --arch large --attention auto,flash,math --precisions bf16 --out a.json
+    python benchmarks/maefuse_speed.py --arch test --size 64x48 --batch-sizes 1,2 --device cpu --warp 64 \
+        --train-size 32 --min-time 0.1 --out /tmp/s.json      # smoke test on a CPU
 """
 
 from __future__ import annotations
@@ -150,6 +156,24 @@ def official_loop(model: MaeFuse, device: torch.device, warp: int) -> Callable[[
     return run
 
 
+def sdpa_context(backend: str) -> Any:
+    """A context manager forcing one SDPA backend (``auto``: none forced)."""
+    import contextlib
+
+    if backend == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    kinds = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+             "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION}
+    return sdpa_kernel([kinds[backend]])
+
+
+def set_tf32(on: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
 def bench_inference(args: argparse.Namespace, device: torch.device, height: int, width: int) -> dict[str, Any]:
     variant = VARIANT[args.arch]
     flops = flops_per_pair(args.arch, height, width)
@@ -159,33 +183,48 @@ def bench_inference(args: argparse.Namespace, device: torch.device, height: int,
         for block in [*model.backbone.blocks, *model.backbone.decoder_blocks]:
             block.compile()  # fuses norm/GELU/residual kernels; attention stays SDPA (flash on CUDA)
     for precision in args.precisions:
-        model.precision = precision
-        for batch in args.batch_sizes:
-            ir, vi = inputs(batch, height, width, device)
-            try:
+        model.precision = "bf16" if precision == "bf16" else "fp32"
+        set_tf32(precision == "tf32")
+        for backend in args.attention:
+            for batch in args.batch_sizes:
+                ir, vi = inputs(batch, height, width, device)
+                row: dict[str, Any] = {"precision": precision, "attention": backend, "batch": batch}
+                try:
+                    with torch.inference_mode(), sdpa_context(backend):
+                        fn = partial(model.fuse, ir, vi)
+                        per_call, calls = timed(fn, device, args.min_time)
+                        memory = peak_memory_mib(device, fn)
+                except torch.OutOfMemoryError:
+                    rows.append({**row, "error": "out of memory"})
+                    del ir, vi
+                    torch.cuda.empty_cache()
+                    break
+                except RuntimeError as exc:  # a forced backend that does not apply here (e.g. flash on a CPU)
+                    rows.append({**row, "error": str(exc).splitlines()[0][:300]})
+                    break
+                rows.append({**row, "pairs_per_s": batch / per_call, "ms_per_batch": 1e3 * per_call,
+                             "calls": calls, "peak_memory_mib": memory,
+                             "tflops_per_s": flops * batch / per_call / 1e12})
+            ir, vi = inputs(args.batch_sizes[0], height, width, device, seed=1)
+            if backend == args.attention[0]:
                 with torch.inference_mode():
-                    fn = partial(model.fuse, ir, vi)
-                    per_call, calls = timed(fn, device, args.min_time)
-                    memory = peak_memory_mib(device, fn)
-            except torch.OutOfMemoryError:
-                rows.append({"precision": precision, "batch": batch, "error": "out of memory"})
-                torch.cuda.empty_cache()
-                break
-            rows.append({"precision": precision, "batch": batch, "pairs_per_s": batch / per_call,
-                         "ms_per_batch": 1e3 * per_call, "calls": calls, "peak_memory_mib": memory,
-                         "tflops_per_s": flops * batch / per_call / 1e12})
-        ir, vi = inputs(args.batch_sizes[0], height, width, device, seed=1)
-        with torch.inference_mode():
-            outputs[precision] = model.fuse(ir, vi).float().cpu()
+                    outputs[precision] = model.fuse(ir, vi).float().cpu()
+    set_tf32(False)
     best = {}
     for precision in args.precisions:
-        ok = [r for r in rows if r["precision"] == precision and "pairs_per_s" in r]
-        if ok:
-            best[precision] = max(ok, key=lambda r: r["pairs_per_s"])
+        for backend in args.attention:
+            ok = [r for r in rows if r["precision"] == precision and r["attention"] == backend and "pairs_per_s" in r]
+            if ok:
+                best[f"{precision}/{backend}"] = max(ok, key=lambda r: r["pairs_per_s"])
     out: dict[str, Any] = {"gflop_per_pair": flops / 1e9, "runs": rows, "best": best,
                            "autocast_active": device.type == "cuda"}  # bf16 autocast is CUDA-only
-    if "bf16" in outputs and "fp32" in outputs:
-        out["bf16_vs_fp32_psnr_db"] = psnr(outputs["bf16"], outputs["fp32"])
+    if device.type == "cuda":
+        out["sdpa_enabled"] = {"flash": torch.backends.cuda.flash_sdp_enabled(),
+                               "efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
+                               "math": torch.backends.cuda.math_sdp_enabled()}
+    for other in ("bf16", "tf32"):
+        if other in outputs and "fp32" in outputs:
+            out[f"{other}_vs_fp32_psnr_db"] = psnr(outputs[other], outputs["fp32"])
     return out
 
 
@@ -234,12 +273,14 @@ def bench_training(args: argparse.Namespace, device: torch.device) -> dict[str, 
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="large", choices=sorted(VARIANT))
-    parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the inference pairs")
+    parser.add_argument("--size", default="640x640", help="WIDTHxHEIGHT of the inference pairs")
     parser.add_argument("--batch-sizes", default="1,8,16,32,64", help="comma-separated inference batch sizes")
-    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--precisions", default="fp32,tf32,bf16", help="fp32, tf32 (CUDA matmuls), bf16")
+    parser.add_argument("--attention", default="auto",
+                        help="SDPA backends, comma-separated: auto (torch's choice), flash, efficient, math, cudnn")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warp", type=int, default=640, help="the official loop's square resize")
     parser.add_argument("--train-size", type=int, default=224, help="square training crop")
@@ -250,9 +291,13 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds to time each configuration")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: inference,official,training")
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.precisions = args.precisions.split(",")
+    args.attention = args.attention.split(",")
+    unknown = set(args.precisions) - {"fp32", "tf32", "bf16"}
+    if unknown or set(args.attention) - {"auto", "flash", "efficient", "math", "cudnn"}:
+        parser.error(f"unknown precision or attention backend: {sorted(unknown) or args.attention}")
     width, height = (int(v) for v in args.size.lower().split("x"))
     device = torch.device(args.device)
     skip = set(filter(None, args.skip.split(",")))

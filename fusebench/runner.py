@@ -20,6 +20,15 @@ Layout of one run, ``<out>/<name>/<dataset key>/`` (name: ``--name``, default th
   not only those asked last), one pair of files per metric profile. A metric undefined on some pair (NaN,
   e.g. CC of an all-zero image) has a ``null`` mean and std in the summary and its ids under ``undefined``.
 
+The pairs flow through a pipeline (:mod:`fusebench.pipeline`): DataLoader workers decode and validate them,
+pairs of one size are fused in batches (``batch_size``), each fused image is quantised to 8 bits on the device
+and scored there while a thread pool writes its PNG; the numbers equal those of scoring the written PNG (the
+same 8-bit grids, and the metrics score each image on its own), so the files and the CSV do not depend on the
+batch size or the worker count. ``pipeline=False`` keeps the sequential loop (one pair per call, each PNG
+written, then read back to be scored). A sharded run (``shard=(i, n)``, or one torchrun rank per shard) fuses
+and scores pairs ``i, i+n, ...``; each shard merges its timings and scores under the lock, and the one that
+finds every pair scored writes the CSV and summary.
+
 Everything that can be checked is checked before the first pair is fused: the method and its options,
 metric and profile names, the dataset, that each pair's images have one size, and that every image is at
 least as large as each requested metric needs.
@@ -36,6 +45,7 @@ import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +102,7 @@ class RunResult:
     scored: int = 0  # (pair, metric) scores computed in this call; the rest came from the score cache
     cached: int = 0  # (pair, metric) scores of the metrics asked now that were already cached
     metrics: list[str] = field(default_factory=list)  # canonical names of the metrics asked now
+    written: bool = True  # whether this call wrote the CSV and summary (a shard leaves it to the last one)
 
 
 # -- validation: everything before the first pair is fused --------------------------------------------------
@@ -249,6 +260,12 @@ def _read_timings(path: Path) -> dict[str, float]:
     return out
 
 
+def _merge_timings(lock: Path, path: Path, timings: dict[str, float]) -> None:
+    """A shard's timings into ``timings.csv``, under the run folder's lock (the other shards' rows kept)."""
+    with file_lock(lock):
+        _write_timings(path, {**_read_timings(path), **timings})
+
+
 def _write_timings(path: Path, timings: dict[str, float]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -262,6 +279,28 @@ def _to_numpy_image(fused: torch.Tensor) -> np.ndarray:
     """(C, H, W) in [0, 1] -> (H, W) or (H, W, 3) float32."""
     arr = fused.detach().float().cpu().numpy()
     return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+
+
+def output_path(method: FusionMethod, fused_dir: Path, pair: Any) -> Path:
+    """Where a pair's fused image goes: ``<id>.png``, or where the method says when it asks for another format
+    (``output_format="input"`` of the official MaeFuse: the visible file's extension)."""
+    if method.cfg.get("output_format") == "input" and callable(getattr(method, "output_path", None)):
+        return Path(method.output_path(fused_dir, pair.id, pair.vi))
+    return fused_dir / f"{pair.id}.png"
+
+
+def _writer(method: FusionMethod) -> Any:
+    """``write(path, image)``: atomic; the method's own writer when it asks for the input's format, else PNG."""
+    if method.cfg.get("output_format") == "input" and callable(getattr(method, "write_output", None)):
+        from fusebench.pipeline import write_with
+
+        def write(path: Path, image: np.ndarray) -> None:
+            from fusebench.images import to_uint8
+
+            write_with(method.write_output, Path(path), image if image.dtype == np.uint8 else to_uint8(image))
+
+        return write
+    return write_png
 
 
 def _fuse_one(method: FusionMethod, pairs: PairDataset, index: int, device: torch.device) -> np.ndarray:
@@ -287,8 +326,9 @@ def fuse_dataset(
     """
     from tqdm.auto import tqdm
 
-    todo = [i for i, p in enumerate(pairs.pairs) if p.id in redo or not (fused_dir / f"{p.id}.png").exists()]
+    todo = [i for i, p in enumerate(pairs.pairs) if p.id in redo or not output_path(method, fused_dir, p).exists()]
     timings = _read_timings(timings_path)
+    write = _writer(method)
     bar = tqdm(todo, desc=f"{method.name} on {pairs.key}", unit="pair", disable=not progress)
     claimed, written, last_flush = claim is None, False, time.monotonic()
     try:
@@ -302,7 +342,7 @@ def fuse_dataset(
             if not claimed:
                 claim()
                 claimed = True
-            write_png(fused_dir / f"{pair.id}.png", image)
+            write(output_path(method, fused_dir, pair), image)
             timings[pair.id] = seconds
             written = True
             if on_fused is not None:
@@ -314,6 +354,127 @@ def fuse_dataset(
         if written:
             _write_timings(timings_path, timings)
     return len(todo), len(pairs) - len(todo)
+
+
+def fuse_pipeline(
+    method: FusionMethod, pairs: PairDataset, fused_dir: Path, device: torch.device, progress: bool = True, *,
+    claim: Any = None, redo: set[str] | frozenset[str] = frozenset(), on_fused: Any = None,
+    timings: dict[str, float] | None = None, flush_timings: Any = None, indices: list[int] | None = None,
+    batch_size: int = 1, workers: int | None = None, writer_threads: int | None = None,
+    metrics: list[str] | None = None, profile: str = "fusebench", compile_metrics: bool = False,
+) -> tuple[int, int, dict[str, dict[str, float]]]:
+    """:func:`fuse_dataset` as a pipeline; returns (fused now, already there, scores of the pairs fused now).
+
+    DataLoader workers decode and validate the pairs (``indices``: dataset positions, default all), batches
+    hold up to ``batch_size`` pairs of one size, the fused images are quantised to 8 bits on the device and
+    scored there with ``metrics`` (PNG outputs only: the numbers equal scoring the written file), while a
+    thread pool writes them. Methods with ``fuse_files`` read their own files. ``claim()`` runs before the
+    first write, ``on_fused(id)`` after each; ``flush_timings(timings)`` every few seconds and at the end.
+    Outputs and scores do not depend on ``batch_size`` or ``workers`` (the methods fuse pairs independently).
+    """
+    from tqdm.auto import tqdm
+
+    from fusebench.images import to_uint8
+    from fusebench.pipeline import Writer, loader, quantise, to_hwc
+
+    share = range(len(pairs)) if indices is None else indices
+    todo = [i for i in share if pairs.pairs[i].id in redo or not output_path(method, fused_dir, pairs.pairs[i]).exists()]
+    timings = {} if timings is None else timings
+    files = callable(getattr(method, "fuse_files", None))
+    write = _writer(method)
+    part = "" if indices is None else f" (shard of {len(share)} pairs)"
+    bar = tqdm(total=len(todo), desc=f"{method.name} on {pairs.key}{part}", unit="pair", disable=not progress)
+    scores: dict[str, dict[str, float]] = {}
+    state = {"claimed": claim is None, "written": False, "flushed": time.monotonic()}
+
+    def written(tag: tuple[str, float]) -> None:
+        pair_id, seconds = tag
+        timings[pair_id] = seconds
+        state["written"] = True
+        if on_fused is not None:
+            on_fused(pair_id)
+        bar.update(1)
+        if flush_timings is not None and time.monotonic() - state["flushed"] > 5.0:
+            flush_timings(timings)
+            state["flushed"] = time.monotonic()
+
+    if writer_threads is None:
+        from fusebench.threads import usable_cores
+
+        writer_threads = max(1, min(4, usable_cores()))
+    writer = Writer(written, threads=writer_threads, limit=max(4, 2 * batch_size))
+    groups = loader(pairs, todo, batch_size=batch_size, workers=workers, pin_memory=device.type == "cuda")
+    try:
+        for group in groups:
+            if group.ir is None:  # the decoder's error, at this pair's turn
+                raise group.items[0].error.exception()  # type: ignore[union-attr]
+            batch = [pairs.pairs[d.index] for d in group.items]
+            start = time.perf_counter()
+            if files:  # published networks: their official readers (exactness)
+                outs = [method.fuse_files(pair.ir, pair.vi) for pair in batch]
+                fused8 = [torch.from_numpy(np.require(a if a.dtype == np.uint8 else to_uint8(a), requirements="CW"))
+                          for a in outs]
+                fused8 = [t[None] if t.ndim == 2 else t.permute(2, 0, 1) for t in fused8]
+            else:
+                ir = group.ir.to(device, non_blocking=True)
+                vi = group.vi.to(device, non_blocking=True)  # type: ignore[union-attr]
+                with torch.inference_mode():
+                    fused8 = list(quantise(method.fuse_images(ir, vi, ids=group.ids)))
+            host = torch.stack(fused8).cpu() if fused8[0].device.type != "cpu" else fused8  # one copy per batch
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = (time.perf_counter() - start) / len(batch)
+            if not state["claimed"]:
+                claim()
+                state["claimed"] = True
+            for pair, image in zip(batch, host):
+                writer.submit((pair.id, seconds), write, output_path(method, fused_dir, pair), to_hwc(image))
+            if metrics:
+                scored = [j for j, pair in enumerate(batch)
+                          if output_path(method, fused_dir, pair).suffix.lower() == ".png"]
+                every = len(scored) == len(batch)
+                scores.update(_score_in_memory(
+                    [batch[j].id for j in scored], [fused8[j] for j in scored],
+                    group.ir8 if every else group.ir8[scored], group.vi8 if every else group.vi8[scored],  # type: ignore[index]
+                    metrics, profile, device, compile_metrics))
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            writer.drain()  # the pairs fused before the error are kept, as the sequential loop keeps them
+        raise
+    else:
+        writer.drain()
+    finally:
+        groups.close()  # stops the workers
+        writer.close()
+        bar.close()
+        if state["written"] and flush_timings is not None:
+            flush_timings(timings)
+    return len(todo), len(share) - len(todo), scores
+
+
+def _score_in_memory(ids: list[str], fused8: list[torch.Tensor], ir8: torch.Tensor, vi8: torch.Tensor,
+                     metrics: list[str], profile: str, device: torch.device,
+                     compile_metrics: bool) -> dict[str, dict[str, float]]:
+    """Scores of quantised fused images (C, H, W) uint8 against the sources' 8-bit grids, on ``device``: the
+    numbers :func:`fusebench.metrics.evaluate_files` gives for the written PNGs (same grids, same batches of
+    one shape; the metrics score each image independently)."""
+    from fusebench.metrics import evaluate
+
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for j, f in enumerate(fused8):
+        if f.shape[-2:] != ir8[j].shape[-2:]:
+            raise ValueError(f"{ids[j]}: the fused image is {f.shape[-1]}x{f.shape[-2]} but the pair is "
+                             f"{ir8[j].shape[-1]}x{ir8[j].shape[-2]} (width x height)")
+        groups.setdefault((*f.shape, *vi8[j].shape), []).append(j)
+    out: dict[str, dict[str, float]] = {}
+    for members in groups.values():
+        f = torch.stack([fused8[j] for j in members]).to(device, non_blocking=True)
+        frame = evaluate(f, ir8[members].to(device, non_blocking=True), vi8[members].to(device, non_blocking=True),
+                         metrics=list(metrics), profile=profile, ids=[ids[j] for j in members], device=str(device),
+                         compile=compile_metrics)
+        for j in members:
+            out[ids[j]] = {n: float(frame.loc[ids[j], n]) for n in metrics}
+    return out
 
 
 # -- the score cache ---------------------------------------------------------------------------------------
@@ -342,11 +503,10 @@ def _metric_key(name: str) -> str:
     return f"{name}@{int(get_metric(name).version)}"
 
 
-def _pair_keys(pairs: PairDataset, fused_dir: Path, sources: dict[str, tuple[str, str]],
+def _pair_keys(pairs: list[Any], paths: dict[str, Path], sources: dict[str, tuple[str, str]],
                hashes: HashCache) -> dict[str, str]:
     """Pair id -> content hash of (fused, infrared, visible): what a cached score is valid for."""
-    return {p.id: f"{hashes.hash(fused_dir / f'{p.id}.png')}:{sources[p.id][0]}:{sources[p.id][1]}"
-            for p in pairs.pairs}
+    return {p.id: f"{hashes.hash(paths[p.id])}:{sources[p.id][0]}:{sources[p.id][1]}" for p in pairs}
 
 
 def _summary_means(scores: pd.DataFrame, names: list[str]) -> tuple[dict, dict, dict]:
@@ -372,11 +532,30 @@ def _column_order(asked: list[str], cached: set[str]) -> list[str]:
 
 
 # -- the run ------------------------------------------------------------------------------------------------
-def run(config: RunConfig, progress: bool = True) -> RunResult:
-    """Fuse a dataset with a method (resuming), score what is not cached yet, and write the summary."""
+def run(config: RunConfig, progress: bool = True, *, batch_size: int = 1, workers: int | None = None,
+        pipeline: bool = True, shard: tuple[int, int] | None = None) -> RunResult:
+    """Fuse a dataset with a method (resuming), score what is not cached yet, and write the summary.
+
+    ``pipeline`` (default): DataLoader ``workers`` decode, batches of up to ``batch_size`` pairs of one size,
+    fused images scored in memory while a thread pool writes them (:func:`fuse_pipeline`); off: the
+    sequential loop (one pair at a time, then every PNG read back to be scored). Both give the same files and
+    scores. ``shard=(i, n)`` fuses and scores only pairs ``i, i+n, ...`` (one process of ``n``, e.g. a
+    torchrun rank); each shard merges its scores into the cache under the lock, and the one that finds every
+    pair scored (the last to finish) writes the CSV and summary (``RunResult.written``).
+    """
     from fusebench.metrics import evaluate_files, get_metric, profile_info
 
     # 1. everything that can be wrong, before anything is fused or written
+    if batch_size < 1:
+        raise ValueError(f"--batch-size: expected a positive number, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise ValueError(f"--workers: expected 0 or more, got {workers}")
+    if shard is not None:
+        index, count = shard
+        if not (count >= 1 and 0 <= index < count):
+            raise ValueError(f"--shard: expected I/N with 0 <= I < N, got {index}/{count}")
+        if not pipeline:
+            raise ValueError("--shard needs the pipeline (leave --pipeline on)")
     if not str(config.method).strip():
         raise ValueError("--method: expected a method name, got an empty one")
     entry = METHODS.get(config.method.strip())
@@ -409,10 +588,15 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
     fused_dir, timings_path = run_dir / "fused", run_dir / "timings.csv"
     sources_path = run_dir / "sources.json"
 
-    # 2. fuse what is missing, under the run folder's lock; the folder is claimed with the first fused pair
+    # 2. fuse what is missing; the folder is claimed with the first fused pair. One process holds the run
+    # folder's lock while it fuses (a concurrent run waits, then finds the pairs done); the shards of a sharded
+    # run fuse side by side and take the lock only to claim and to merge timings, sources and scores.
     lock = run_dir / LOCK_NAME
+    share = None if shard is None else [i for i in range(len(pairs)) if i % shard[1] == shard[0]]
+    mine = pairs.pairs if share is None else [pairs.pairs[i] for i in share]
+    fresh: dict[str, dict[str, float]] = {}
     try:
-        with file_lock(lock):
+        with file_lock(lock) if shard is None else contextlib.nullcontext():
             claimed = _check_run_dir(run_dir, fingerprint)  # again: another run may have claimed it meanwhile
             redo: set[str] = set()
             folder_hashes: dict[str, str] = {}
@@ -422,48 +606,77 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
                 if sources_path.exists():
                     recorded = read_json(sources_path, "record of the folder's images")
                 redo = {i for i, h in folder_hashes.items() if recorded.get(i) != h}
+                mine_now: dict[str, str] = {}
 
                 def on_fused(pair_id: str) -> None:
-                    recorded[pair_id] = folder_hashes[pair_id]
+                    recorded[pair_id] = mine_now[pair_id] = folder_hashes[pair_id]
             else:
                 on_fused = None  # type: ignore[assignment]
-            fused_dir_ready = fused_dir.is_dir()
-            if not fused_dir_ready:
-                fused_dir.mkdir(parents=True, exist_ok=True)
+            fused_dir.mkdir(parents=True, exist_ok=True)
+            claim: Any = None
+            if not claimed and shard is None:
+                claim = lambda: _claim(run_dir, fingerprint)
+            elif not claimed:
+                def claim() -> None:
+                    with file_lock(lock):
+                        _claim(run_dir, fingerprint)
             try:
-                n_fused, n_skipped = fuse_dataset(
-                    method, pairs, fused_dir, device, timings_path, progress,
-                    claim=None if claimed else (lambda: _claim(run_dir, fingerprint)), redo=redo, on_fused=on_fused,
-                )
+                if not pipeline:
+                    n_fused, n_skipped = fuse_dataset(method, pairs, fused_dir, device, timings_path, progress,
+                                                      claim=claim, redo=redo, on_fused=on_fused)
+                else:
+                    if shard is None:
+                        timings, flush = _read_timings(timings_path), partial(_write_timings, timings_path)
+                    else:
+                        timings, flush = {}, partial(_merge_timings, lock, timings_path)
+                    n_fused, n_skipped, fresh = fuse_pipeline(
+                        method, pairs, fused_dir, device, progress, claim=claim, redo=redo, on_fused=on_fused,
+                        timings=timings, flush_timings=flush, indices=share, batch_size=batch_size,
+                        workers=workers, metrics=names, profile=config.profile,
+                        compile_metrics=config.compile_metrics,
+                    )
             finally:
-                if folder_files is not None and recorded:
+                if folder_files is not None and shard is None and recorded:
                     write_json(sources_path, recorded)
+                elif folder_files is not None and mine_now:
+                    with file_lock(lock):
+                        now_recorded = read_json(sources_path, "record") if sources_path.exists() else {}
+                        write_json(sources_path, {**now_recorded, **mine_now})
     except BaseException:
-        _remove_unclaimed(run_dir, out)
+        if shard is None:  # a shard leaves the folder to the others: they may be about to claim it
+            _remove_unclaimed(run_dir, out)
         raise
-    if not (run_dir / "run.json").exists():  # nothing to fuse and nothing claimed: an empty dataset
-        _remove_unclaimed(run_dir, out)
+    metrics_path = run_dir / f"metrics_{config.profile}.csv"
+    summary_path = run_dir / f"summary_{config.profile}.json"
+    if not (run_dir / "run.json").exists():
+        if shard is not None:  # nothing fused by this shard and none claimed yet: the others will write
+            return RunResult(run_dir, summary_path, metrics_path, n_fused, n_skipped, 0, 0, names, written=False)
+        _remove_unclaimed(run_dir, out)  # nothing to fuse and nothing claimed: an empty dataset
         raise RunError(f"{pairs.key}: no pairs to fuse")
 
-    # 3. score what the cache lacks for the images as they are now (outside the lock: runs score in parallel)
+    # 3. score what the cache lacks for the images as they are now (outside the lock: runs score in parallel);
+    # the pairs fused just now were scored in memory by the pipeline
     scores_path = run_dir / f"scores_{config.profile}.json"
-    keys = _pair_keys(pairs, fused_dir, sources, hashes)
-    hashes.save()
+    paths = {p.id: output_path(method, fused_dir, p) for p in pairs.pairs}
+    keys = _pair_keys(mine, paths, sources, hashes)
     cache = _read_scores(scores_path)
     wanted = {n: _metric_key(n) for n in names}
     missing: dict[tuple[str, ...], list[str]] = {}
-    for p in pairs.pairs:
+    computed: dict[str, dict[str, float]] = {}
+    n_scored = 0
+    for p in mine:
         have = cache.get(p.id, {})
         have_scores = have.get("scores", {}) if have.get("key") == keys[p.id] else {}
         need = tuple(n for n in names if wanted[n] not in have_scores)
-        if need:
+        if need and p.id in fresh:
+            computed[p.id] = {wanted[n]: fresh[p.id][n] for n in need}
+            n_scored += len(need)
+        elif need:
             missing.setdefault(need, []).append(p.id)
     by_id = {p.id: p for p in pairs.pairs}
     start = time.perf_counter()
-    computed: dict[str, dict[str, float]] = {}
-    n_scored = 0
     for need, ids in missing.items():
-        triples = [(i, fused_dir / f"{i}.png", by_id[i].ir, by_id[i].vi) for i in ids]
+        triples = [(i, paths[i], by_id[i].ir, by_id[i].vi) for i in ids]
         frame = evaluate_files(triples, metrics=list(need), profile=config.profile, device=str(device),
                                progress=progress, compile=config.compile_metrics)
         for i in ids:
@@ -480,9 +693,16 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
             cache[i] = {"key": keys[i], "scores": {**kept, **new}}
         cache = {p.id: cache[p.id] for p in pairs.pairs if p.id in cache}
         write_json(scores_path, {"version": SCORES_VERSION, "profile": config.profile, "pairs": cache})
-        valid = [cache.get(p.id, {}).get("scores", {}) if cache.get(p.id, {}).get("key") == keys[p.id] else {}
-                 for p in pairs.pairs]
+        if shard is not None:  # the other shards' pairs: scored (by them) for the images on disk now?
+            others = [p for p in pairs.pairs if p.id not in keys and paths[p.id].exists()]
+            keys.update(_pair_keys(others, paths, sources, hashes))
+        hashes.save()
+        valid = [cache.get(p.id, {}).get("scores", {}) if p.id in keys and cache.get(p.id, {}).get("key") == keys[p.id]
+                 else {} for p in pairs.pairs]
         complete = set.intersection(*(set(v) for v in valid)) if valid else set()
+        if shard is not None and not all(wanted[n] in complete for n in names):  # another shard is not done
+            return RunResult(run_dir, summary_path, metrics_path, n_fused, n_skipped, n_scored,
+                             len(mine) * len(names) - n_scored, names, written=False)
         metric_names = {k.rsplit("@", 1)[0] for k in complete}
         columns = [m for m in _column_order(names, metric_names) if _metric_key(m) in complete]
         rows = {p.id: [math.nan if v.get(_metric_key(m)) is None else v[_metric_key(m)] for m in columns]
@@ -492,7 +712,6 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         timings = _read_timings(timings_path)
         scores["fuse_seconds"] = [timings.get(i, math.nan) for i in scores.index]
 
-        metrics_path = run_dir / f"metrics_{config.profile}.csv"
         with atomic_write(metrics_path, "w") as handle:
             scores.to_csv(handle, index_label="id", float_format="%.10g")
 
@@ -535,7 +754,6 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
             "env": environment(str(device)),
             "git_hash": git_hash(),
         }
-        summary_path = run_dir / f"summary_{config.profile}.json"
         write_json(summary_path, summary)
     return RunResult(run_dir, summary_path, metrics_path, n_fused, n_skipped, n_scored,
-                     len(pairs) * len(names) - n_scored, names)
+                     len(mine) * len(names) - n_scored, names)

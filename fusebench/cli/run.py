@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -16,6 +17,9 @@ Examples:
   FUSEBENCH_DATA=../shared/datasets fusebench run --method maefuse-compact --dataset tno
   fusebench run --method folder --set path=results/CDDFuse/TNO --name cddfuse --dataset tno
   fusebench run --method max --dataset msrs --split test --metrics EN,SD,Qabf --profile tang
+  fusebench run --method maefuse --dataset llvip.test --batch-size 16 --workers 8
+  torchrun --nproc_per_node 4 -m fusebench run --method maefuse --dataset llvip.test --batch-size 16
+  fusebench run --method mean --dataset msrs.test --shard 0/2   # and --shard 1/2 elsewhere, same --out
 """
 
 
@@ -48,10 +52,21 @@ Examples:
               help="Fetch a benchmark missing from the data root from its public source first.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads (default: the cores free now: affinity, CPU quota, other processes).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Pairs fused at once (pairs of one size are batched together); the results do not change.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="DataLoader processes decoding pairs (default: the cores free now, less one; 0: in-process).")
+@click.option("--pipeline/--no-pipeline", default=True, show_default=True,
+              help="Decode in workers, score fused images in memory, write PNGs in the background; "
+                   "--no-pipeline: the sequential loop (one pair at a time, PNGs read back to be scored).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Fuse and score only pairs I, I+N, ... (0 <= I < N); the last shard to finish writes the "
+                   "results. Under torchrun each rank takes its shard by itself.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run(method: str, dataset: str, split: str | None, subset: str | None, data_root: Path | None, device: str,
         weights: str | None, settings: tuple[str, ...], name: str | None, metrics: str | None, profile: str,
-        compile_metrics: bool, out: Path, seed: int, download: bool, threads: int | None, progress: bool) -> None:
+        compile_metrics: bool, out: Path, seed: int, download: bool, threads: int | None, batch_size: int,
+        workers: int | None, pipeline: bool, shard: str | None, progress: bool) -> None:
     """Fuse every pair of each dataset with each method, save the fused PNGs, and score them.
 
     Interrupted runs resume: pairs already fused are skipped, scores already computed for the same images
@@ -72,6 +87,15 @@ def run(method: str, dataset: str, split: str | None, subset: str | None, data_r
     if name and len(methods) > 1:
         raise click.BadParameter("--name labels a single method", param_hint="--name")
     options = parse_overrides(settings)
+    shard_of = _shard(shard)
+    if shard_of is not None and not pipeline:
+        raise click.BadParameter("sharded runs need the pipeline (drop --no-pipeline)", param_hint="--shard")
+    if shard_of is not None and shard_of[1] > 1 and os.environ.get("LOCAL_RANK") is not None \
+            and device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():  # one GPU per local rank
+            device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
     configs = [
         RunConfig(
             method=method_name, dataset=dataset_name, name=name, split=split, subset=subset,
@@ -85,13 +109,20 @@ def run(method: str, dataset: str, split: str | None, subset: str | None, data_r
     configure_threads(threads)
     for config in configs:
         try:
-            result = run_benchmark(config, progress=progress)
+            result = run_benchmark(config, progress=progress, batch_size=batch_size, workers=workers,
+                                   pipeline=pipeline, shard=shard_of)
         except (KeyError, ValueError, RuntimeError, OSError, TypeError) as exc:
             raise click.ClickException(str(exc)) from exc
+        if not result.written:
+            click.echo(f"{config.name or config.method} on {config.dataset}: shard {shard_of[0]}/{shard_of[1]} "
+                       f"fused {result.fused} pairs, {result.skipped} already done; the last shard to finish "
+                       f"writes the results to {result.run_dir}")
+            continue
         summary = json.loads(result.summary_path.read_text())
         scored = (f"; scored {result.scored} (pair, metric) values, {result.cached} from the cache"
                   if result.cached else "")
-        click.echo(f"{summary['method']['label']} on {summary['dataset']['key']}: fused {result.fused} pairs, "
+        who = f"shard {shard_of[0]}/{shard_of[1]} (the last to finish) " if shard_of else ""
+        click.echo(f"{summary['method']['label']} on {summary['dataset']['key']}: {who}fused {result.fused} pairs, "
                    f"{result.skipped} already done; profile {summary['metrics']['profile']}{scored}")
         for metric in result.metrics:
             value = summary["means"].get(metric)
@@ -102,6 +133,20 @@ def run(method: str, dataset: str, split: str | None, subset: str | None, data_r
         if others:
             click.echo(f"  (the summary also holds earlier runs' {', '.join(others)})")
         click.echo(f"results: {result.summary_path}")
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    """``--shard I/N``, else torchrun's ``RANK``/``WORLD_SIZE`` when there is more than one process."""
+    if value is None:
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+    try:
+        index, count = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected I/N such as 0/2, got {value!r}", param_hint="--shard") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise click.BadParameter(f"expected I/N with 0 <= I < N, got {value!r}", param_hint="--shard")
+    return index, count
 
 
 def _check_all(configs: list) -> None:
