@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _CGROUP = Path("/sys/fs/cgroup")
@@ -79,14 +82,99 @@ def busy_cores_elsewhere(seconds: float = 0.05) -> float:
     return max(0.0, others / elapsed * len(cpus))
 
 
-def usable_cores(sample_seconds: float = 0.05) -> int:
-    """Cores fusebench can use now: affinity, capped by the cgroup quota, minus cores others keep busy."""
+def allowed_cores() -> int:
+    """Cores this process may use at all: its affinity mask, capped by the cgroup quota."""
     cores = affinity_cores()
     limit = cgroup_cpu_limit()
-    if limit is not None:
-        cores = min(cores, max(1, math.floor(limit)))
+    return cores if limit is None else min(cores, max(1, math.floor(limit)))
+
+
+def usable_cores(sample_seconds: float = 0.05) -> int:
+    """Cores fusebench can use now: :func:`allowed_cores` minus the cores others keep busy (a short sample)."""
+    cores = allowed_cores()
     busy = busy_cores_elsewhere(sample_seconds) if sample_seconds > 0 else 0.0
     return max(1, min(cores, round(cores - busy)))
+
+
+_MIN_WINDOW_S = 0.1  # shorter windows hold too few clock ticks (100 Hz) to tell a busy core from an idle one
+_lock = threading.Lock()
+_last: dict[str, float] = {}  # time, busy ticks, total ticks, own ticks of the previous sample; cores chosen
+
+
+def _snapshot() -> tuple[float, int, int, int] | None:
+    """(monotonic time, busy ticks, total ticks, own ticks) of our affinity set, None where unknown."""
+    try:
+        busy, total = _cpu_ticks(Path("/proc/stat").read_text(), os.sched_getaffinity(0))
+        return time.monotonic(), busy, total, _own_ticks()
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
+
+
+def usable_cores_now() -> int:
+    """:func:`usable_cores` without the sleep: the load of other processes since the previous call.
+
+    The first call samples for 50 ms; later calls read ``/proc/stat`` only, so work done in many small calls
+    (a dataset scored batch by batch) follows the machine's load at no cost.
+    """
+    with _lock:
+        snap = _snapshot()
+        if snap is None:
+            return usable_cores()
+        if not _last:
+            n = usable_cores()
+            _last.update(zip(("t", "busy", "total", "own"), _snapshot() or snap), cores=n)
+            return n
+        if snap[0] - _last["t"] < _MIN_WINDOW_S:
+            return int(_last["cores"])
+        cores = allowed_cores()
+        elapsed = snap[2] - _last["total"]
+        others = (snap[1] - _last["busy"]) - (snap[3] - _last["own"])
+        busy = max(0.0, others / elapsed * len(os.sched_getaffinity(0))) if elapsed > 0 else 0.0
+        n = max(1, min(cores, round(cores - busy)))
+        _last.update(zip(("t", "busy", "total", "own"), snap), cores=n)
+        return n
+
+
+def workers_sleep() -> bool:
+    """Whether idle OpenMP workers sleep (``OMP_WAIT_POLICY=PASSIVE``, read by libgomp when torch loads).
+
+    By default they spin first, and a spinning worker that shares a core with another process holds up every
+    operation: the default metric suite took 18-20 s a pair with 2 threads against 1.1 s with 1 on a 2-core
+    machine with one busy core; with sleeping workers 2 threads took 0.3-0.9 s. So fewer threads help only
+    when workers spin.
+    """
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+def scoring_threads(threads: int | None = None) -> int:
+    """Threads for one call of heavy work (scoring): ``threads``, else ``$FUSEBENCH_THREADS``, else torch's
+    setting capped by :func:`allowed_cores` and, unless OpenMP workers sleep, by :func:`usable_cores_now`."""
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"Expected threads >= 1 or None. Got {threads}.")
+        return threads
+    env = os.environ.get("FUSEBENCH_THREADS")
+    if env:
+        return max(1, int(env))
+    cap = torch.get_num_threads()
+    return max(1, min(allowed_cores() if workers_sleep() else usable_cores_now(), cap))
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[int]:
+    """torch's intra-op threads set to ``n`` inside the scope, restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n != old:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if n != old:
+            torch.set_num_threads(old)
 
 
 def configure_threads(threads: int | None = None) -> int:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _TRUSTED: ContextVar[bool] = ContextVar("fusebench_metrics_trusted", default=False)
+_INTEGERS: ContextVar[bool] = ContextVar("fusebench_metrics_integers", default=False)
 
 
 @contextmanager
@@ -29,6 +30,22 @@ def trusted_inputs() -> Iterator[None]:
         yield
     finally:
         _TRUSTED.reset(token)
+
+
+@contextmanager
+def integer_inputs(enabled: bool = True) -> Iterator[None]:
+    """Scope in which the metrics' inputs are integer grey levels (evaluate() quantises them), so sums of their
+    products are exact in float64 and the global statistics may come from one exact Gram matrix."""
+    token = _INTEGERS.set(enabled)
+    try:
+        yield
+    finally:
+        _INTEGERS.reset(token)
+
+
+def inputs_are_integers() -> bool:
+    """Whether the current metric call is inside ``integer_inputs``."""
+    return _INTEGERS.get()
 
 
 def to_tensor(x: Any, name: str) -> Tensor:

@@ -18,13 +18,13 @@ from torch import Tensor
 
 from fusebench.metrics._checks import prepare, reduce
 from fusebench.metrics._compile import kernel
-from fusebench.metrics._filters import sobel
+from fusebench.metrics._filters import Padding, pad, sobel, strip_rows, strip_sums
 from fusebench.metrics._registry import register_metric
 
 
-def _qabf_features(x: Tensor) -> tuple[Tensor, Tensor]:
+def _qabf_features(x: Tensor, padding: Padding = "zeros") -> tuple[Tensor, Tensor]:
     """Gradient magnitude and orientation atan(gy/gx) with alpha = pi/2 where gx == 0."""
-    gx, gy = sobel(x, padding="zeros", convolve=True)
+    gx, gy = sobel(x, padding=padding, convolve=True)
     g = torch.sqrt(gx * gx + gy * gy)
     zero = gx == 0
     alpha = torch.where(zero, math.pi / 2, torch.atan(gy / torch.where(zero, 1.0, gx)))
@@ -33,7 +33,8 @@ def _qabf_features(x: Tensor) -> tuple[Tensor, Tensor]:
 
 def _qabf_q(gs: Tensor, as_: Tensor, gf: Tensor, af: Tensor, tie_strength: Literal["one", "gf"]) -> Tensor:
     """Q^{XF} = Q_g Q_alpha of the source planes (gs, as_), (N, S, H, W), against F's (gf, af), (N, 1, H, W)."""
-    ratio = torch.where(gs > gf, gf / torch.where(gs == 0, 1.0, gs), gs / torch.where(gf == 0, 1.0, gf))
+    # gf/gs where gs > gf, gs/gf where gs < gf (the same divisions as the references'); ties set below
+    ratio = torch.minimum(gs, gf) / torch.maximum(gs, gf)
     g_rel = torch.where(gs == gf, 1.0 if tie_strength == "one" else gf, ratio)
     a_rel = 1 - (as_ - af).abs() / (math.pi / 2)
     qg = 0.9994 * torch.sigmoid(15 * (g_rel - 0.5))  # = 0.9994 / (1 + exp(-15 (g_rel - 0.5)))
@@ -70,45 +71,61 @@ def qabf(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
     return reduce(qabf_core(f, a, b, tie_strength), reduction)
 
 
-@kernel
 def qabf_core(f: Tensor, a: Tensor, b: Tensor, tie_strength: Literal["one", "gf"] = "one") -> Tensor:
-    """Qabf of (N, 1, H, W) images on 0..255."""
-    g, alpha = _qabf_features(torch.cat([f, a, b], dim=1))
+    """Qabf of (N, 1, H, W) images on 0..255, strip by strip on CPU (see ``strip_rows``)."""
+    x = pad(torch.cat([f, a, b], dim=1), 1, 1, "zeros")
+    num, den = strip_sums(lambda t: _qabf_sums(t, tie_strength), [x], 2, strip_rows(x, 16))
+    return num / den
+
+
+@kernel
+def _qabf_sums(xp: Tensor, tie_strength: Literal["one", "gf"]) -> tuple[Tensor, Tensor]:
+    """sum(Q^AF gA + Q^BF gB) and sum(gA + gB) of the zero-padded stack [F, A, B] (N, 3, h + 2, w + 2)."""
+    g, alpha = _qabf_features(xp, padding="valid")
     (gf, gs), (af, as_) = g.split([1, 2], dim=1), alpha.split([1, 2], dim=1)  # both sources in one pass
     num = (_qabf_q(gs, as_, gf, af, tie_strength) * gs).sum(dim=(-3, -2, -1))
-    return num / gs.sum(dim=(-3, -2, -1))
+    return num, gs.sum(dim=(-3, -2, -1))
 
 
-def _nabf_features(x: Tensor) -> tuple[Tensor, Tensor]:
+def _nabf_features(x: Tensor, padding: Padding = "reflect") -> tuple[Tensor, Tensor]:
     """Sobel/8 by correlation on a mirror-extended image; alpha = atan(gv/gh), 0 where both vanish."""
-    gv, gy = sobel(x, padding="reflect", convolve=False, normalized=True)
+    gv, gy = sobel(x, padding=padding, convolve=False, normalized=True)
     gh = -gy  # [-1 -2 -1; 0 0 0; 1 2 1] / 8
     g = torch.sqrt(gh * gh + gv * gv)
-    both = (gh == 0) & (gv == 0)
-    alpha = torch.where(both, 0.0, torch.atan(gv / torch.where(both, 1.0, gh)))
+    # g == 0 exactly where gh == gv == 0 (no square of a difference of 0..255 images underflows); there gv / 1 = 0
+    # and atan gives the reference's 0 (or -0, which |as - af| treats alike)
+    alpha = torch.atan(gv / torch.where(g == 0, 1.0, gh))
     return g, alpha
 
 
 def _nabf_q(gs: Tensor, as_: Tensor, gf: Tensor, af: Tensor) -> Tensor:
     """Q^{XF} = sqrt(Q_g Q_alpha) of the source planes (N, S, H, W) against F's (N, 1, H, W)."""
-    zero = (gs == 0) | (gf == 0)
-    ratio = torch.minimum(gs, gf) / torch.where(zero, 1.0, torch.maximum(gs, gf))
-    g_rel = torch.where(zero, 0.0, ratio)
+    # 0 where either strength is 0 (then the minimum is 0), else the smaller over the larger
+    larger = torch.maximum(gs, gf)
+    g_rel = torch.minimum(gs, gf) / torch.where(larger == 0, 1.0, larger)
     a_rel = ((as_ - af).abs() - math.pi / 2).abs() * (2 / math.pi)
     qg = 0.9999 * torch.sigmoid(19 * (g_rel - 0.5))
     qa = 0.9995 * torch.sigmoid(22 * (a_rel - 0.5))
     return torch.sqrt(qg * qa)
 
 
-@kernel
 def nabf_core(f: Tensor, a: Tensor, b: Tensor, threshold: float = 2.0) -> Tensor:
-    """Shreyamsha Kumar's N_abf of (N, 1, H, W) images on 0..255 (``f`` in the fused position)."""
-    g, alpha = _nabf_features(torch.cat([f, a, b], dim=1))
+    """Shreyamsha Kumar's N_abf of (N, 1, H, W) images on 0..255 (``f`` in the fused position), strip by
+    strip on CPU."""
+    x = pad(torch.cat([f, a, b], dim=1), 1, 1, "reflect")
+    num, den = strip_sums(lambda t: _nabf_sums(t, threshold), [x], 2, strip_rows(x, 16))
+    return num / den
+
+
+@kernel
+def _nabf_sums(xp: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
+    """Numerator and denominator sums of N_abf of the mirror-extended stack [F, A, B] (N, 3, h + 2, w + 2)."""
+    g, alpha = _nabf_features(xp, padding="valid")
     (gf, gs), (af, as_) = g.split([1, 2], dim=1), alpha.split([1, 2], dim=1)  # both sources in one pass
-    w = torch.where(gs >= threshold, gs.pow(1.5), 0.001)
-    na = (gf > gs.amax(dim=1, keepdim=True)).to(f.dtype)
-    num = (na * (1 - _nabf_q(gs, as_, gf, af)) * w).sum(dim=(-3, -2, -1))
-    return num / w.sum(dim=(-3, -2, -1))
+    w = torch.where(gs >= threshold, gs * gs.sqrt(), 0.001)  # g^1.5 (to rounding), a fraction of pow's cost
+    na = gf > gs.amax(dim=1, keepdim=True)
+    num = torch.where(na, (1 - _nabf_q(gs, as_, gf, af)) * w, 0.0).sum(dim=(-3, -2, -1))
+    return num, w.sum(dim=(-3, -2, -1))
 
 
 @register_metric(

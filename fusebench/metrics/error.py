@@ -14,6 +14,15 @@ from torch import Tensor
 from fusebench.metrics._checks import prepare, reduce
 from fusebench.metrics._compile import kernel
 from fusebench.metrics._registry import register_metric
+from fusebench.metrics.statistics import Gram, gram
+
+
+def _source_mse(f: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """mean((A - F)^2) and mean((B - F)^2) per image: from evaluate()'s shared exact sums where they apply."""
+    ex = gram(f, a, b)
+    if ex is not None:
+        return (ex.sum_sq_diff(Gram.A, Gram.F).double() / ex.n, ex.sum_sq_diff(Gram.B, Gram.F).double() / ex.n)
+    return _mean_sq(a, f), _mean_sq(b, f)
 
 
 @kernel
@@ -49,7 +58,8 @@ def mse(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduct
         tensor([2.], dtype=torch.float64)
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=1)
-    out = (_mean_sq(a, f) + _mean_sq(b, f)) / 2
+    ea, eb = _source_mse(f, a, b)
+    out = (ea + eb) / 2
     return reduce(out / 255.0**2 if definition == "tang" else out, reduction)
 
 
@@ -82,7 +92,8 @@ def psnr(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
     if definition == "vifb":
         e = (_vifb_mse(b, f) + _vifb_mse(a, f)) / 2
         return reduce(20 * torch.log10(255.0 / e.sqrt()), reduction)
-    err = (_mean_sq(a, f) + _mean_sq(b, f)) / 2
+    ea, eb = _source_mse(f, a, b)
+    err = (ea + eb) / 2
     if definition == "cddfuse":
         peak2 = f.amax(dim=(-3, -2, -1)).square()
     elif definition == "tang":
@@ -114,4 +125,5 @@ def rmse(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=1)
     if definition == "vifb":
         return reduce((_vifb_mse(b, f) + _vifb_mse(a, f)) / 2, reduction)
-    return reduce((_mean_sq(a, f).sqrt() + _mean_sq(b, f).sqrt()) / 2, reduction)
+    ea, eb = _source_mse(f, a, b)
+    return reduce((ea.sqrt() + eb.sqrt()) / 2, reduction)

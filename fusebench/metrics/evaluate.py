@@ -20,10 +20,18 @@ import torch
 from torch import Tensor
 
 from fusebench.metrics._cache import shared_intermediates
-from fusebench.metrics._checks import check_dtype, check_values, resolve_range, to_tensor, trusted_inputs
+from fusebench.metrics._checks import (
+    check_dtype,
+    check_values,
+    integer_inputs,
+    resolve_range,
+    to_tensor,
+    trusted_inputs,
+)
 from fusebench.metrics._compile import compiled_kernels
 from fusebench.metrics._registry import get_metric, metric_info
 from fusebench.metrics.profiles import Profile, get_profile, profile_info
+from fusebench.threads import scoring_threads, torch_threads
 
 
 def _cpu_chunk_pixels(compiled: bool, dtype: torch.dtype) -> int:
@@ -119,6 +127,7 @@ def evaluate(
     dtype: torch.dtype = torch.float64,
     cache: bool = True,
     compile: bool = False,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Score N fused images against their sources: one row per image, one column per metric.
 
@@ -138,6 +147,11 @@ def evaluate(
             Compiling takes ~2 minutes for all metrics the first time on a machine (~25 s in later processes,
             from torch's disk cache), so it is for large datasets of one image size. The numbers agree with
             eager to rounding.
+        threads: torch intra-op threads for the scoring (restored afterwards). None (default):
+            ``$FUSEBENCH_THREADS`` if set, else torch's current setting capped by the affinity/cgroup cores and,
+            unless ``OMP_WAIT_POLICY=PASSIVE`` was set before torch started, by the cores other processes leave
+            free (re-measured between calls): spinning OpenMP workers that share a core with another process
+            make every operation slow (20x measured on a 2-core machine).
 
     Returns:
         DataFrame indexed by ``ids``; ``df.attrs`` holds "profile" and "profile_info".
@@ -147,7 +161,7 @@ def evaluate(
     """
     if any(isinstance(x, (list, tuple, str, os.PathLike)) for x in (fused, ir, vi)):
         return _evaluate_list(fused, ir, vi, metrics=metrics, profile=profile, data_range=data_range, ids=ids,
-                              device=device, dtype=dtype, cache=cache, compile=compile)
+                              device=device, dtype=dtype, cache=cache, compile=compile, threads=threads)
     p = get_profile(profile)
     names = [get_metric(m).name for m in (metrics if metrics is not None else DEFAULT_METRICS)]
     if len(set(names)) != len(names):
@@ -164,6 +178,20 @@ def evaluate(
     if len(index) != n:
         raise ValueError(f"Expected one id per image ({n}). Got {len(index)} ids.")
     dev = torch.device(device) if device is not None else imgs["fused"].device
+    with torch_threads(scoring_threads(threads)):
+        parts = _score(imgs, names, p, data_range, dev, dtype, cache, compile)
+    columns = {name: np.concatenate(v) for name, v in parts.items()}
+    df = pd.DataFrame(columns, index=index, columns=names)
+    df.attrs["profile"] = p.name
+    df.attrs["profile_info"] = profile_info(p, names)
+    df.attrs["metrics"] = {m: metric_info(m) for m in names}
+    return df
+
+
+def _score(imgs: dict[str, Tensor], names: list[str], p: Profile, data_range: float | None, dev: torch.device,
+           dtype: torch.dtype, cache: bool, compile: bool) -> dict[str, list[np.ndarray]]:
+    """Per metric, the scores of validated (N, C, H, W) images, chunk by chunk."""
+    n, _, h, w = imgs["fused"].shape
     f, a, b = (_quantise(imgs[nm], nm, data_range, dev) for nm in ("fused", "ir", "vi"))
     pf, pa, pb, k = _planes(f, a, b, p)
     pf, pa, pb = (x.to(dtype) for x in (pf, pa, pb))
@@ -197,14 +225,10 @@ def evaluate(
                     elif exact and name in unrounded:
                         vals = entry.factory(cf, exact["ir"][sl], exact["vi"][sl], data_range=255.0, **opts)
                     else:
-                        vals = entry.factory(cf, ca, cb, data_range=255.0, **opts).reshape(m, k).mean(1)
+                        with integer_inputs():  # quantised levels: exact shared sums for the global statistics
+                            vals = entry.factory(cf, ca, cb, data_range=255.0, **opts).reshape(m, k).mean(1)
                     parts[name].append(vals.double().cpu().numpy())
-    columns = {name: np.concatenate(v) for name, v in parts.items()}
-    df = pd.DataFrame(columns, index=index, columns=names)
-    df.attrs["profile"] = p.name
-    df.attrs["profile_info"] = profile_info(p, names)
-    df.attrs["metrics"] = {m: metric_info(m) for m in names}
-    return df
+    return parts
 
 
 def _evaluate_list(fused: Any, ir: Any, vi: Any, *, ids: Sequence[Any] | None, **kw: Any) -> pd.DataFrame:
@@ -257,13 +281,14 @@ def evaluate_files(
     batch_size: int = 16,
     progress: bool = False,
     compile: bool = False,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Score ``(id, fused_path, ir_path, vi_path)`` triples from disk, streaming equal-sized batches.
 
     At most ``batch_size`` decoded triples are held at once: images are grouped by (height, width, colour),
     a group is scored when it is full, and the largest pending group is flushed whenever the buffer is full
     (so datasets where every image has its own size still stream). Rows come back in input order.
-    ``compile`` is passed to ``evaluate``.
+    ``compile`` and ``threads`` are passed to ``evaluate`` (threads=None: the cores usable at each batch).
 
     Raises:
         fusebench.images.ImageError: a file that cannot be read (the message starts with its path).
@@ -288,7 +313,8 @@ def evaluate_files(
         n_pending -= len(group)
         # (N, H, W) grey stacks get their channel axis: a stack of three would read as one (3, H, W) image
         stack = [np.stack([g[i] if g[i].ndim == 3 else g[i][None] for g in group]) for i in (2, 3, 4)]
-        df = evaluate(*stack, metrics=names, profile=p, ids=[g[1] for g in group], device=device, compile=compile)
+        df = evaluate(*stack, metrics=names, profile=p, ids=[g[1] for g in group], device=device, compile=compile,
+                      threads=threads)
         done.extend((g[0], df.iloc[[j]]) for j, g in enumerate(group))
         if bar is not None:
             bar.update(len(group))

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from fusebench.metrics._cache import cached
-from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._checks import inputs_are_integers, prepare, reduce
 from fusebench.metrics._compile import kernel
 from fusebench.metrics._filters import entropy, histogram, joint_histogram, levels
 from fusebench.metrics._registry import register_metric
@@ -21,7 +21,10 @@ from fusebench.metrics._registry import register_metric
 
 def _levels(x: Tensor, normalize: Literal["none", "minmax"]) -> Tensor:
     """Integer levels, computed in float64 so float32 and float64 inputs bin identically; shared by EN, MI and
-    CE inside one evaluate() call."""
+    CE inside one evaluate() call. evaluate()'s inputs already are levels 0..255: they are only converted (to
+    int32, which halves the histogram indices' memory traffic)."""
+    if normalize == "none" and inputs_are_integers() and x.shape[0] < 1 << 15:  # joint indices fit in int32
+        return cached("levels", (x,), "int32", lambda: x.to(torch.int32))
     return cached("levels", (x,), normalize, lambda: _integer_levels(x, normalize))
 
 
@@ -39,7 +42,7 @@ def _integer_levels(x: Tensor, normalize: Literal["none", "minmax"]) -> Tensor:
 
 def _counts(x: Tensor, normalize: Literal["none", "minmax"] = "none") -> Tensor:
     """Per-image 256-bin histogram (N, 256) of ``_levels(x, normalize)``, shared like the levels."""
-    return cached("histogram", (x,), normalize, lambda: histogram(_levels(x, normalize)))
+    return cached("histogram", (x,), (normalize, inputs_are_integers()), lambda: histogram(_levels(x, normalize)))
 
 
 @register_metric(

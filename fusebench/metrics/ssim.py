@@ -19,7 +19,15 @@ from torch import Tensor
 from fusebench.metrics._cache import cached
 from fusebench.metrics._checks import prepare, reduce
 from fusebench.metrics._compile import kernel
-from fusebench.metrics._filters import Padding, box_1d, gaussian_1d, moment_stack, separable
+from fusebench.metrics._filters import (
+    Padding,
+    box_1d,
+    gaussian_1d,
+    moment_stack,
+    pad,
+    separable_strips,
+    strip_rows,
+)
 from fusebench.metrics._registry import register_metric
 
 Definition = Literal["wang", "skimage019", "matlab"]
@@ -37,18 +45,32 @@ def ssim_and_cs(x: Tensor, y: Tensor, definition: Definition) -> tuple[Tensor, T
     """Mean SSIM and mean contrast-structure term per image, (N, S) each, of each plane of (N, S, H, W) ``x``
     against (N, 1, H, W) ``y`` on 0..255 under one convention."""
     win, padding, c1, c2, cov_norm, crop = _CONVENTIONS[definition]
-    s = x.shape[1]
+    s, k = x.shape[1], len(win)
     # One filtering pass for all moments; the fused image's own moments are shared by both sources.
     # Moments of (image - 128) cancel far less in E[x^2] - mu^2 (float32); none of these paddings is
-    # zero padding, so the shift commutes with the filter.
-    moments = separable(moment_stack(x - _SHIFT, y - _SHIFT), win, win, padding)
-    return _mean_maps(moments, s, c1, c2, cov_norm, crop)
+    # zero padding, so the shift commutes with the filter (and padding commutes with the products).
+    xy = pad(torch.cat([x, y], dim=1), k // 2, k // 2, padding)
+    oh, ow = xy.shape[-2] - k + 1, xy.shape[-1] - k + 1
+
+    def moments(rows: Tensor) -> Tensor:
+        return moment_stack(*(rows - _SHIFT).split([s, 1], dim=1))
+
+    total_m = total_cs = None
+    for r0, block in separable_strips(xy, win, win, strip_rows(xy, 24), moments):
+        lo, hi = max(crop, r0), min(oh - crop, r0 + block.shape[-2])  # rows of the (cropped) map in this strip
+        if hi > lo:
+            m, cs = _ssim_sums(block.narrow(-2, lo - r0, hi - lo), s, c1, c2, cov_norm, crop)
+            total_m = m if total_m is None else total_m + m
+            total_cs = cs if total_cs is None else total_cs + cs
+    assert total_m is not None and total_cs is not None
+    count = (oh - 2 * crop) * (ow - 2 * crop)
+    return total_m / count, total_cs / count
 
 
 @kernel
-def _mean_maps(moments: Tensor, s: int, c1: float, c2: float, cov_norm: float, crop: int) -> tuple[Tensor, Tensor]:
-    """Mean SSIM and contrast-structure maps from the filtered stack [mu_x, mu_y, Exx, Eyy, Exy] of the shifted
-    images."""
+def _ssim_sums(moments: Tensor, s: int, c1: float, c2: float, cov_norm: float, crop: int) -> tuple[Tensor, Tensor]:
+    """Sums of the SSIM and contrast-structure maps from the filtered stack [mu_x, mu_y, Exx, Eyy, Exy] of the
+    shifted images (``crop`` columns dropped on each side; rows are cropped by the caller)."""
     mu_x, mu_y, exx, eyy, exy = moments.split([s, 1, s, 1, s], dim=1)
     vx = cov_norm * (exx - mu_x * mu_x)
     vy = cov_norm * (eyy - mu_y * mu_y)
@@ -57,8 +79,8 @@ def _mean_maps(moments: Tensor, s: int, c1: float, c2: float, cov_norm: float, c
     cs = (2 * vxy + c2) / (vx + vy + c2)
     m = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1) * cs
     if crop:
-        m, cs = m[..., crop:-crop, crop:-crop], cs[..., crop:-crop, crop:-crop]
-    return m.mean(dim=(-2, -1)), cs.mean(dim=(-2, -1))
+        m, cs = m[..., crop:-crop], cs[..., crop:-crop]
+    return m.sum(dim=(-2, -1)), cs.sum(dim=(-2, -1))
 
 
 def _source_ssim(a: Tensor, b: Tensor, f: Tensor, definition: Definition) -> tuple[Tensor, Tensor]:

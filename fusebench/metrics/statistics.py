@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from fusebench.metrics._checks import prepare, reduce
+from fusebench.metrics._cache import cached
+from fusebench.metrics._checks import inputs_are_integers, prepare, reduce
 from fusebench.metrics._compile import kernel
 from fusebench.metrics._registry import register_metric
 
@@ -23,6 +25,52 @@ def pearson(x: Tensor, y: Tensor) -> Tensor:
     num = (xc * yc).sum(dim=(-3, -2, -1))
     den = ((xc * xc).sum(dim=(-3, -2, -1)) * (yc * yc).sum(dim=(-3, -2, -1))).sqrt()
     return num / den
+
+
+_EXACT_PIXELS = 8_000_000  # n^2 * 255^2 * 2 stays below 2^63: the int64 numerators below are exact
+
+
+class Gram:
+    """Exact pixel sums ``s`` (N, 3) and product sums ``g`` (N, 3, 3) of [F, A, B] as int64, for integer-valued
+    float64 images, from one matrix product; CC, SCD, SD, MSE, PSNR and RMSE read their statistics from it
+    (shared inside one evaluate() call) instead of making several passes over the images each."""
+
+    F, A, B = 0, 1, 2
+
+    def __init__(self, f: Tensor, a: Tensor, b: Tensor) -> None:
+        planes = torch.cat([f, a, b], dim=1).reshape(f.shape[0], 3, -1)
+        self.n = planes.shape[-1]
+        # integers below 2^53: every product and partial sum is exact whatever the summation order
+        self.g = torch.bmm(planes, planes.transpose(1, 2)).long()
+        self.s = planes.sum(-1).long()
+
+    def sum_sq_diff(self, i: int, j: int) -> Tensor:
+        """sum((x_i - x_j)^2) per image (int64)."""
+        g = self.g
+        return g[:, i, i] - 2 * g[:, i, j] + g[:, j, j]
+
+    def pearson(self, u: dict[int, int], v: dict[int, int]) -> Tensor:
+        """Pearson r of the combinations sum_k u[k] x_k and sum_k v[k] x_k (NaN when either is constant)."""
+        def cross(p: dict[int, int], q: dict[int, int]) -> Tensor:
+            return sum(cp * cq * self.g[:, i, j] for i, cp in p.items() for j, cq in q.items())  # type: ignore
+
+        def total(p: dict[int, int]) -> Tensor:
+            return sum(cp * self.s[:, i] for i, cp in p.items())  # type: ignore
+
+        n, su, sv = self.n, total(u), total(v)
+        num = n * cross(u, v) - su * sv
+        den = ((n * cross(u, u) - su * su).double() * (n * cross(v, v) - sv * sv).double()).sqrt()
+        return num.double() / den
+
+
+def gram(f: Tensor, a: Tensor | None, b: Tensor | None) -> Gram | None:
+    """The shared exact Gram statistics of (F, A, B) where they apply (evaluate()'s integer levels in float64,
+    images below 8 MP), else None (the metrics then make their own passes)."""
+    if (a is None or b is None or not inputs_are_integers() or f.dtype != torch.float64
+            or a.dtype != f.dtype or b.dtype != f.dtype or a.shape != f.shape or b.shape != f.shape
+            or a.device != f.device or b.device != f.device or f.shape[-2] * f.shape[-1] * f.shape[1] > _EXACT_PIXELS):
+        return None
+    return cached("gram", (f, a, b), None, lambda: Gram(f, a, b))
 
 
 @register_metric(
@@ -49,6 +97,10 @@ def sd(fused: Any, ir: Any = None, vi: Any = None, *, data_range: float | None =
         tensor([127.5000], dtype=torch.float64)
     """
     f, _, _ = prepare(fused, None, None, data_range=data_range, needs_sources=False, min_size=1)
+    ex = gram(f, ir, vi) if isinstance(ir, Tensor) and isinstance(vi, Tensor) else None
+    if ex is not None:  # evaluate(): exact sums shared with CC, SCD and PSNR
+        var = ex.n * ex.g[:, 0, 0] - ex.s[:, 0] * ex.s[:, 0]
+        return reduce(var.double().sqrt() / ex.n, reduction)
     return reduce(_population_sd(f), reduction)
 
 
@@ -80,6 +132,10 @@ def cc(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reducti
         tensor([1.], dtype=torch.float64)
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=1)
+    ex = gram(f, a, b)
+    if ex is not None:
+        F, A, B = Gram.F, Gram.A, Gram.B
+        return reduce((ex.pearson({A: 1}, {F: 1}) + ex.pearson({B: 1}, {F: 1})) / 2, reduction)
     return reduce((pearson(a, f) + pearson(b, f)) / 2, reduction)
 
 
@@ -106,4 +162,8 @@ def scd(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduct
         torch.Size([1])
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=1)
+    ex = gram(f, a, b)
+    if ex is not None:
+        F, A, B = Gram.F, Gram.A, Gram.B
+        return reduce(ex.pearson({F: 1, B: -1}, {A: 1}) + ex.pearson({F: 1, A: -1}, {B: 1}), reduction)
     return reduce(pearson(f - b, a) + pearson(f - a, b), reduction)

@@ -17,7 +17,7 @@ from torch import Tensor
 from fusebench.metrics._cache import cached
 from fusebench.metrics._checks import prepare, reduce
 from fusebench.metrics._compile import kernel
-from fusebench.metrics._filters import gaussian_1d, moment_stack, separable
+from fusebench.metrics._filters import gaussian_1d, moment_stack, separable, separable_strips, strip_rows
 from fusebench.metrics._registry import register_metric
 
 _EPS = 1e-10
@@ -25,21 +25,30 @@ _SIGMA_NSQ = 2.0
 _WINDOWS = {size: gaussian_1d(size, size / 5) for size in (17, 9, 5, 3)}  # one per scale: N = 2^(5-s) + 1
 
 
-def _vif_statistics(ref: Tensor, dist: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Per scale, the gain g, the reference variance s1 and the distortion variance sv, (N, S, h, w) each,
-    guarded as in ``vifp_mscale.m``, of each plane of (N, S, H, W) ``ref`` against the (N, 1, H, W) ``dist``;
-    the distorted image's own moments are shared by all references. Independent of the noise variance.
+Stats = tuple[Tensor, Tensor, Tensor]
+
+
+def _vif_statistics(ref: Tensor, dist: Tensor) -> list[list[Stats]]:
+    """Per scale, the gain g, the reference variance s1 and the distortion variance sv, (N, S, h, w) each in
+    strips of rows (one strip when compiled or on an accelerator), guarded as in ``vifp_mscale.m``, of each
+    plane of (N, S, H, W) ``ref`` against the (N, 1, H, W) ``dist``; the distorted image's own moments are
+    shared by all references. Independent of the noise variance.
     """
     s = ref.shape[1]
     out = []
     # variances only: shifting by mid-grey (exact under normalised 'valid' filters) avoids float32 cancellation
-    ref, dist = ref - 128.0, dist - 128.0
+    x = torch.cat([ref, dist], dim=1) - 128.0
+
+    def moments(rows: Tensor) -> Tensor:
+        return moment_stack(*rows.split([s, 1], dim=1))
+
     for scale in range(1, 5):
         size = 2 ** (5 - scale) + 1
         w = _WINDOWS[size]
         if scale > 1:
-            ref, dist = separable(torch.cat([ref, dist], dim=1), w, w, step=2).split([s, 1], dim=1)
-        out.append(_guarded_statistics(separable(moment_stack(ref, dist), w, w), s))
+            x = separable(x, w, w, step=2)
+        out.append([_guarded_statistics(block, s) for _, block in separable_strips(x, w, w, strip_rows(x, 24),
+                                                                                   moments)])
     return out
 
 
@@ -64,12 +73,12 @@ def _guarded_statistics(moments: Tensor, s: int) -> tuple[Tensor, Tensor, Tensor
     return g, s1, sv
 
 
-def _vif_scales(a: Tensor, b: Tensor, f: Tensor, sigma_nsq: float) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """Per scale, the VID and VIND terms and the gain g, (N, 2, h, w), of the sources (IR, VI) against F; the
-    statistics are shared between VIF and VIFF inside one evaluate() call."""
+def _vif_scales(a: Tensor, b: Tensor, f: Tensor, sigma_nsq: float) -> Iterator[list[tuple[Tensor, Tensor, Tensor]]]:
+    """Per scale, in strips of rows, the VID and VIND terms and the gain g, (N, 2, h, w), of the sources
+    (IR, VI) against F; the statistics are shared between VIF and VIFF inside one evaluate() call."""
     stats = cached("vif_statistics", (a, b, f), None, lambda: _vif_statistics(torch.cat([a, b], dim=1), f))
-    for g, s1, sv in stats:
-        yield (*_information_terms(g, s1, sv, sigma_nsq), g)
+    for strips in stats:
+        yield [(*_information_terms(g, s1, sv, sigma_nsq), g) for g, s1, sv in strips]
 
 
 @kernel
@@ -81,9 +90,10 @@ def _information_terms(g: Tensor, s1: Tensor, sv: Tensor, sigma_nsq: float) -> t
 def vifp_multiscale(a: Tensor, b: Tensor, f: Tensor, sigma_nsq: float = _SIGMA_NSQ) -> Tensor:
     """Four-scale pixel VIF (N, 2) of the sources ``a`` and ``b`` against ``f``, each (N, 1, H, W)."""
     num = den = torch.zeros(f.shape[0], 2, dtype=f.dtype, device=f.device)
-    for vid, vind, _ in _vif_scales(a, b, f, sigma_nsq):
-        num = num + vid.sum(dim=(-2, -1))
-        den = den + vind.sum(dim=(-2, -1))
+    for strips in _vif_scales(a, b, f, sigma_nsq):
+        for vid, vind, _ in strips:
+            num = num + vid.sum(dim=(-2, -1))
+            den = den + vind.sum(dim=(-2, -1))
     return num / den
 
 
@@ -144,15 +154,19 @@ def viff(fused: Any, ir: Any, vi: Any, *, data_range: float | None = None, reduc
     """
     f, a, b = prepare(fused, ir, vi, data_range=data_range, needs_sources=True, min_size=41)
     out = torch.zeros(f.shape[0], dtype=f.dtype, device=f.device)
-    for weight, (vid, vind, g) in zip(_HAN_WEIGHTS, _vif_scales(a, b, f, _HAN_SIGMA_NSQ)):
-        out = out + weight * _smaller_gain_fidelity(vid, vind, g)
+    for weight, strips in zip(_HAN_WEIGHTS, _vif_scales(a, b, f, _HAN_SIGMA_NSQ)):
+        num = den = torch.zeros(f.shape[0], dtype=f.dtype, device=f.device)
+        for vid, vind, g in strips:
+            n, d = _smaller_gain_sums(vid, vind, g)
+            num, den = num + n, den + d
+        out = out + weight * (num / den)
     return reduce(out, reduction)
 
 
 @kernel
-def _smaller_gain_fidelity(vid: Tensor, vind: Tensor, g: Tensor) -> Tensor:
-    """sum(VID_sel + 1e-7) / sum(VIND_sel + 1e-7), per coefficient the source with the smaller gain."""
+def _smaller_gain_sums(vid: Tensor, vind: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    """sum(VID_sel + 1e-7) and sum(VIND_sel + 1e-7), per coefficient the source with the smaller gain."""
     first = g[:, :1] < g[:, 1:]  # MATLAB: L = G1 < G2 selects source 1 (IR), else source 2 (VI)
     vid_sel = torch.where(first, vid[:, :1], vid[:, 1:])
     vind_sel = torch.where(first, vind[:, :1], vind[:, 1:])
-    return (vid_sel + 1e-7).sum(dim=(-3, -2, -1)) / (vind_sel + 1e-7).sum(dim=(-3, -2, -1))
+    return (vid_sel + 1e-7).sum(dim=(-3, -2, -1)), (vind_sel + 1e-7).sum(dim=(-3, -2, -1))

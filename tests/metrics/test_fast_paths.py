@@ -97,3 +97,63 @@ def test_polyphase_upsampling_is_bit_identical(shape):
     want = separable(up, taps, taps, padding="zeros")[..., 2:2 + h, 2:2 + w]
     got = nlpd_module._upsample_blur(nlpd_module._upsample_blur(4 * rep, -1, w), -2, h)
     assert torch.equal(got, want)
+
+
+def _strips_of(monkeypatch, rows):
+    """Force strips of ``rows`` rows (None: whole images) on the eager CPU path."""
+    import fusebench.metrics._filters as filters
+
+    real = filters.strip_rows
+    monkeypatch.setattr(filters, "strip_rows", lambda x, minimum=8: x.shape[-2] if rows is None else rows)
+    for mod in ("edge", "ssim", "vif"):
+        monkeypatch.setattr(importlib.import_module(f"fusebench.metrics.{mod}"), "strip_rows", filters.strip_rows)
+    return real
+
+
+@pytest.mark.parametrize("profile", ["fusebench", "cddfuse", "tang"])
+def test_strips_equal_whole_images(triple_180, monkeypatch, profile):
+    """Cache-blocked strips (any strip height, the last one short) give the whole-image numbers to rounding."""
+    names = ["Qabf", "Nabf", "SSIM", "MS_SSIM", "VIF", "VIFF"]
+    _strips_of(monkeypatch, None)
+    whole = M.evaluate(*triple_180, metrics=names, profile=profile)
+    for rows in (7, 16):
+        _strips_of(monkeypatch, rows)
+        got = M.evaluate(*triple_180, metrics=names, profile=profile)
+        np.testing.assert_allclose(got.to_numpy(), whole.to_numpy(), rtol=1e-13, atol=0, err_msg=str(rows))
+
+
+def test_strip_rows_whole_image_when_compiled_or_accelerated():
+    from fusebench.metrics import _filters
+
+    x = torch.zeros(1, 3, 480, 640, dtype=torch.float64)
+    assert 8 <= _filters.strip_rows(x) < 480
+    with M.compiled_kernels():
+        assert _filters.strip_rows(x) == 480
+    assert _filters.strip_rows(x.to("meta")) == 480
+
+
+def test_separable_strips_cover_the_full_filter():
+    from fusebench.metrics._filters import separable_strips
+
+    x = torch.rand(2, 3, 61, 47, dtype=torch.float64)
+    w = gaussian_1d(9, 1.8)
+    full = separable(x * x, w, w)
+    blocks = list(separable_strips(x, w, w, 10, prepare=lambda t: t * t))
+    assert [r0 for r0, _ in blocks] == list(range(0, 53, 10))
+    assert torch.equal(torch.cat([b for _, b in blocks], dim=-2), full)
+
+
+@pytest.mark.parametrize("name", ["SD", "CC", "SCD", "PSNR", "MSE", "RMSE"])
+def test_exact_gram_statistics_match_the_direct_passes(triple_180, name):
+    """Inside evaluate() the global statistics come from one exact int64 Gram matrix of the integer levels."""
+    from fusebench.metrics._checks import integer_inputs
+
+    f, a, b = (torch.from_numpy(x)[:, None].double() for x in triple_180)
+    b[1] = 77.0  # a constant source: CC and SCD are NaN both ways
+    fn = M.get_metric(name).factory
+    direct = fn(f, a, b, data_range=255.0)
+    with integer_inputs():
+        exact = fn(f, a, b, data_range=255.0)
+    if name in ("MSE", "PSNR", "RMSE"):  # sums of integer squares: the same numbers
+        assert torch.equal(exact, direct)
+    torch.testing.assert_close(exact, direct, rtol=1e-14, atol=0, equal_nan=True)
