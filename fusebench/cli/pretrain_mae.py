@@ -15,6 +15,8 @@ Examples:
       --steps 1000 --out runs/mae/compact_dec
   fusebench pretrain-mae --arch large --init mae_pretrain_vit_large --decoder-only --crop 640 \\
       --set grad_checkpointing=true --data coco/train2017 --device cuda --out runs/mae/large_dec4
+  torchrun --nproc_per_node 8 -m fusebench pretrain-mae --arch large --data coco/train2017 --device cuda \\
+      --batch-size 256 --out runs/mae/large      # DDP; --batch-size is the global batch
 
 \b
 --init takes an MAE weights name (mae_pretrain_vit_large, mae_visualize_vit_large, maefuse_resume_mae,
@@ -94,7 +96,9 @@ def pretrain_mae(
     from fusebench.methods.base import WeightsError
     from fusebench.methods.mae.pretrain import PretrainConfig, pretrain
     from fusebench.training import CheckpointError, resolve_device
+    from fusebench.training.distributed import configure_threads, init_distributed
 
+    configure_threads()
     overrides = parse_overrides(settings, config)
     options = {
         "data": [str(p.resolve()) for p in data] or None,
@@ -110,7 +114,8 @@ def pretrain_mae(
     overrides.update({k: v for k, v in options.items() if v is not None})
     try:
         cfg = PretrainConfig.from_overrides(overrides)
-        weights = pretrain(cfg, out, device=resolve_device(device), seed=seed, progress=progress)
+        weights = pretrain(cfg, out, device=init_distributed(resolve_device(device)), seed=seed,
+                           progress=progress)
     except (CheckpointError, WeightsError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"weights: {weights}")

@@ -18,6 +18,13 @@ Examples:
   fusebench train --method maefuse-compact --dataset msrs --split train --set mfm_align_steps=200
   fusebench train --method maefuse-irguide --dataset msrs --split train   # Sec. 4.4: the IR tokens guide the MFM
   fusebench train --method maefuse --dataset msrs --split train --config my_recipe.json --out runs/train/mine
+  torchrun --nproc_per_node 4 -m fusebench train --method maefuse --dataset msrs --split train --device cuda
+  torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --master_addr HOST --master_port 29500 \\
+      -m fusebench train --method daefuse --dataset msrs --split train --out /shared/runs/dae
+
+\b
+Under torchrun: DistributedDataParallel (NCCL on CUDA, gloo on CPU), batch_size is the global batch,
+split across the processes; rank 0 alone writes the run folder (give every node the same --out).
 
 \b
 MaeFuse settings (--set KEY=VALUE; docs/maefuse.md): recipe=paper|fusebench, epochs (per module),
@@ -48,7 +55,9 @@ def train(method_name: str, dataset: str, split: str | None, subset: str | None,
     from fusebench.methods import METHODS
     from fusebench.registry import UnknownNameError
     from fusebench.training import CheckpointError, resolve_device
+    from fusebench.training.distributed import configure_threads, init_distributed
 
+    configure_threads()
     overrides = parse_overrides(settings, config)
     try:
         entry = METHODS.get(method_name)
@@ -57,8 +66,9 @@ def train(method_name: str, dataset: str, split: str | None, subset: str | None,
         names = split_list(dataset) or []
         pairs = concat_datasets([load_dataset(n, split=split, subset=subset, root=data_root) for n in names])
         out = out or Path("runs") / "train" / method_name / pairs.key
+        run_device = init_distributed(resolve_device(device))
         weights = entry.meta["train"](
-            pairs, out, device=resolve_device(device), overrides=overrides, seed=seed, progress=progress
+            pairs, out, device=run_device, overrides=overrides, seed=seed, progress=progress
         )
     except (UnknownNameError, DatasetError, CheckpointError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -15,6 +15,7 @@ class LossHistory:
     def __init__(self, path: str | Path, resume_step: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fields: list[str] = []  # the header on disk, kept so that logging never re-reads the file
         if self.path.exists() and resume_step is not None:
             rows = [r for r in self.rows() if int(r["step"]) <= resume_step]
             self._rewrite(rows)
@@ -33,15 +34,17 @@ class LossHistory:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
+        self.fields = fields
 
     def log(self, step: int, stage: str, **losses: float) -> None:
-        """Record one step's losses; new loss names extend the header."""
+        """Record one step's losses: one appended line (the file is rewritten only when a new loss name
+        extends the header, i.e. at most once per stage)."""
         row = {"step": step, "stage": stage, **{k: f"{float(v):.6g}" for k, v in losses.items()}}
-        rows = self.rows()
-        if rows and set(row) <= set(rows[0]):
+        if self.fields and set(row) <= set(self.fields):
             with open(self.path, "a", newline="", encoding="utf-8") as handle:
-                csv.DictWriter(handle, fieldnames=list(rows[0])).writerow(row)
+                csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
         else:
+            rows = [r for r in self.rows() if r.get("step")] if self.fields else []
             self._rewrite([*rows, row])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,21 @@ def autocast(device: torch.device, precision: str = "bf16") -> contextlib.Abstra
     if device.type == "cuda" and precision == "bf16":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def setup_device(device: torch.device) -> None:
+    """TF32 matmuls and convolutions on CUDA (Ampere and later; fp32 storage, ~10-bit mantissa products)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def adam(params: Any, device: torch.device, *, decoupled: bool = True, **kwargs: Any) -> torch.optim.Optimizer:
+    """AdamW (``decoupled``) or Adam; the fused CUDA kernel (one launch per step) when on CUDA."""
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    if device.type == "cuda":
+        kwargs["fused"] = True
+    return cls(params, **kwargs)
 
 
 def seed_everything(seed: int) -> None:

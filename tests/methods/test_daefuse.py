@@ -134,6 +134,30 @@ def test_shipped_default_loads_and_matches_its_sidecar() -> None:
     assert out.shape == (1, 1, 33, 47) and torch.isfinite(out).all()
 
 
+def test_shipped_default_computes_the_same_in_eval_and_train_mode() -> None:
+    """No running statistics (per-pixel LayerNorm): eval mode and batch statistics give the same output,
+    whatever else is in the batch (the former BatchNorm moved the fused MSRS output by ~9.5 grey levels)."""
+    model = create_method("daefuse")
+    assert model.cfg["norm"] == "layer" and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    g = torch.Generator().manual_seed(0)
+    ir, vi = torch.rand(2, 1, 32, 48, generator=g), torch.rand(2, 1, 32, 48, generator=g)
+    with torch.no_grad():
+        evaluated = model.eval().fuse(ir, vi)
+        trained = model.train().fuse(ir, vi)
+        alone = model.eval().fuse(ir[:1], vi[:1])
+    model.eval()
+    torch.testing.assert_close(trained, evaluated, atol=1e-6, rtol=0)
+    torch.testing.assert_close(alone, evaluated[:1], atol=1e-6, rtol=0)
+
+
+def test_weights_trained_with_batchnorm_still_load(tmp_path: Path) -> None:
+    model = create_method("daefuse-test", pretrained=False, norm="batch")
+    model.cfg.pop("norm")  # a file written before the norm setting existed
+    model.save_weights(tmp_path / "old.safetensors")
+    back = create_method("daefuse-test", weights=tmp_path / "old.safetensors")
+    assert back.cfg["norm"] == "batch" and isinstance(back.high.blocks[0].bn1, torch.nn.BatchNorm2d)
+
+
 # -- training ------------------------------------------------------------------------------------------------
 def _trainer(**overrides: object) -> Trainer:
     cfg = DAEFuseTrainConfig.from_overrides({**TINY, "phase1_steps": 8, "phase2_steps": 8, **overrides},
@@ -151,7 +175,9 @@ def test_each_phase_lowers_its_loss_and_both_players_move(phase: int) -> None:
     g_before = [p.detach().clone() for p in trainer.model.decoder.parameters()]
     logs = [step_fn(ir, vi, start + i) for i in range(8)]
     key = "content" if phase == 1 else "texture"
-    assert logs[-1][key] < 0.9 * logs[0][key]
+    # 8 steps of a tiny random model: Phase I's content loss falls ~5 % with the per-pixel LayerNorm
+    # (~15 % with the former BatchNorm, whose batch statistics fit the 2-image batch)
+    assert logs[-1][key] < (0.97 if phase == 1 else 0.9) * logs[0][key]
     assert logs[-1]["g_total"] < logs[0]["g_total"]
     assert abs(logs[-1]["d_total"] - logs[0]["d_total"]) > 1e-3
     assert abs(logs[-1]["g_adv"] - logs[0]["g_adv"]) > 1e-3

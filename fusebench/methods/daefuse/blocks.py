@@ -81,15 +81,30 @@ class RestormerBlock(nn.Module):
         return x + self.ffn(self.norm2(x))
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 conv-BN, identity shortcut), kept at full resolution."""
+def make_norm2d(kind: str, dim: int) -> nn.Module:
+    """The normalisation of the high-frequency encoder's basic blocks.
 
-    def __init__(self, dim: int) -> None:
+    ``"layer"`` (default): LayerNorm over channels at every pixel; no running statistics, so training and
+    eval compute the same thing, whatever the batch holds (one modality, both, one rank's share of a DDP
+    batch) and whatever the image size. ``"batch"``: BatchNorm2d, the original ResNet choice, kept to load
+    weights trained before (its running statistics mixed visible and infrared; see docs/daefuse.md).
+    """
+    if kind == "layer":
+        return LayerNorm2d(dim)
+    if kind == "batch":
+        return nn.BatchNorm2d(dim)
+    raise ValueError(f"norm must be 'layer' or 'batch', got {kind!r}")
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 conv-norm, identity shortcut), kept at full resolution."""
+
+    def __init__(self, dim: int, norm: str = "layer") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(dim)
+        self.bn1 = make_norm2d(norm, dim)
         self.conv2 = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(dim)
+        self.bn2 = make_norm2d(norm, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

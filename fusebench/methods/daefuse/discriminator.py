@@ -2,12 +2,15 @@
 
 The paper gives only that description; the depth, widths, stride 2 and the global average pooling before
 the fully connected layer (so any patch size works) are fusebench's choices. The block returns logits;
-the losses apply the sigmoid inside a numerically stable BCE.
+the losses apply the sigmoid inside a numerically stable BCE. The BatchNorm is :class:`DistBatchNorm2d`:
+plain BatchNorm2d in one process, statistics over the global batch under torchrun.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
+
+from fusebench.training.distributed import DistBatchNorm2d
 
 
 class Discriminator(nn.Module):
@@ -19,7 +22,7 @@ class Discriminator(nn.Module):
         channels = 1
         for i in range(layers):
             out = width * 2 ** min(i, 3)
-            stack += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.LeakyReLU(0.2), nn.BatchNorm2d(out)]
+            stack += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.LeakyReLU(0.2), DistBatchNorm2d(out)]
             channels = out
         self.features = nn.Sequential(*stack)
         self.fc = nn.Linear(channels, 1)

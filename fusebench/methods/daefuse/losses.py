@@ -56,8 +56,14 @@ def correlation(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
 
 def decomposition_loss(high_a: Tensor, high_b: Tensor, low_a: Tensor, low_b: Tensor,
                        eps: float = 1.01) -> Tensor:
-    """Eq. 8: CC(high_a, high_b)^2 / (CC(low_a, low_b) + eps); low when details differ and bases agree."""
-    return correlation(high_a, high_b) ** 2 / (correlation(low_a, low_b) + eps)
+    """Eq. 8: CC(high_a, high_b)^2 / (CC(low_a, low_b) + eps); low when details differ and bases agree.
+
+    The correlations are batch means; in a distributed run they are averaged over the ranks first (a
+    differentiable all-reduce), so the loss is that of the global batch, as in one process.
+    """
+    from fusebench.training.distributed import batch_mean
+
+    return batch_mean(correlation(high_a, high_b)) ** 2 / (batch_mean(correlation(low_a, low_b)) + eps)
 
 
 def gradient_magnitude(x: Tensor) -> Tensor:

@@ -39,7 +39,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 
 #: architecture keys a weights file's metadata may carry (the rest of the cfg is provenance)
 ARCH_KEYS = ("dim", "heads", "se_blocks", "dhe_blocks", "dle_dim", "dle_depth", "dle_heads", "dle_patch",
-             "dec_blocks", "ffn_expansion")
+             "dec_blocks", "ffn_expansion", "norm")
 
 
 class ShallowEncoder(nn.Module):
@@ -57,9 +57,9 @@ class ShallowEncoder(nn.Module):
 class HighFrequencyEncoder(nn.Module):
     """DHE: a ResNet18-style stack of basic blocks; no downsampling, so fine detail stays pixel-aligned."""
 
-    def __init__(self, dim: int, blocks: int) -> None:
+    def __init__(self, dim: int, blocks: int, norm: str = "layer") -> None:
         super().__init__()
-        self.blocks = nn.Sequential(*[BasicBlock(dim) for _ in range(blocks)])
+        self.blocks = nn.Sequential(*[BasicBlock(dim, norm) for _ in range(blocks)])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.blocks(x)
@@ -126,14 +126,15 @@ class DAEFuse(FusionMethod):
 
     def __init__(self, dim: int = 32, heads: int = 4, se_blocks: int = 1, dhe_blocks: int = 4,
                  dle_dim: int = 64, dle_depth: int = 2, dle_heads: int = 4, dle_patch: int = 16,
-                 dec_blocks: int = 1, ffn_expansion: float = 2.0, **provenance: Any) -> None:
+                 dec_blocks: int = 1, ffn_expansion: float = 2.0, norm: str = "layer",
+                 **provenance: Any) -> None:
         arch = {"dim": dim, "heads": heads, "se_blocks": se_blocks, "dhe_blocks": dhe_blocks,
                 "dle_dim": dle_dim, "dle_depth": dle_depth, "dle_heads": dle_heads, "dle_patch": dle_patch,
-                "dec_blocks": dec_blocks, "ffn_expansion": ffn_expansion}
+                "dec_blocks": dec_blocks, "ffn_expansion": ffn_expansion, "norm": norm}
         super().__init__(**arch, **provenance)
         self.dle_patch = dle_patch
         self.shallow = ShallowEncoder(dim, heads, se_blocks, ffn_expansion)
-        self.high = HighFrequencyEncoder(dim, dhe_blocks)
+        self.high = HighFrequencyEncoder(dim, dhe_blocks, norm)
         self.low = LowFrequencyEncoder(dim, dle_dim, dle_depth, dle_heads, dle_patch)
         # The embedding is 2*dim wide and so is the fusion output, so one decoder serves both phases.
         self.fusion = CrossModalityFusion(2 * dim, heads, ffn_expansion)
@@ -174,16 +175,17 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 default_cfgs: dict[str, dict[str, Any]] = {
     "daefuse": _cfg(
         file="daefuse.safetensors",
-        sha256="5076df987864d334fb5c86d39569a2af2eedef555f67d59f502aa1f8060cf048",
+        sha256="1892c88a164159e04aa991afedebe21305bd02fa2917a4d7b7f613321858c745",
         license="MIT (weights trained by fusebench on MSRS/LLVIP train samples; research use per those datasets)",
         origin_url="https://github.com/fusebench/fusebench",
         notes="fusebench re-implementation from the paper; no official code or weights exist. Trained by "
               "fusebench (recipe in fusebench/weights/daefuse.json), so scores differ from the paper's Table I.",
         dim=16, heads=2, se_blocks=1, dhe_blocks=4, dle_dim=64, dle_depth=2, dle_heads=4, dle_patch=16,
-        dec_blocks=1,
+        dec_blocks=1, norm="layer",
     ),
     "daefuse-test": _cfg(notes="tiny random-initialised architecture for tests", dim=8, heads=2, se_blocks=1,
-                         dhe_blocks=1, dle_dim=16, dle_depth=1, dle_heads=2, dle_patch=8, dec_blocks=1),
+                         dhe_blocks=1, dle_dim=16, dle_depth=1, dle_heads=2, dle_patch=8, dec_blocks=1,
+                         norm="layer"),
 }
 
 
@@ -195,6 +197,8 @@ def arch_from_weights(path: Path) -> dict[str, Any]:
 
     with safe_open(str(path), framework="pt") as handle:
         cfg = json.loads((handle.metadata() or {}).get("cfg", "{}"))
+        if "norm" not in cfg and any(k.endswith("bn1.running_mean") for k in handle.keys()):  # noqa: SIM118
+            cfg["norm"] = "batch"  # written before the norm setting existed: BatchNorm blocks
     return {k: cfg[k] for k in ARCH_KEYS if k in cfg}
 
 

@@ -10,6 +10,16 @@ Any images work (grey or RGB, searched recursively); IR and visible images are s
 takes random crops, so a resumed run sees the same batches (crops are a function of seed and step).
 Position tables can be shifted at random (``max_pos_offset``) so small crops cover the positions of full
 benchmark images. AdamW with linear warm-up and cosine decay; bf16 autocast on CUDA.
+
+Input pipeline: only the images' sizes are read up front (from their headers); each step's crops are
+planned in the main process from (seed, step) and decoded in DataLoader workers (``workers``), so memory
+does not grow with the folder and the batches are those of the pre-pipeline loop (``pipeline=false``,
+which decodes every image up front). Losses are read back at log steps only. Checkpoints hold the trained
+weights, the optimiser and the RNG state; with ``decoder_only`` the frozen encoder is referred to by its
+sha256. Fused AdamW and TF32 on CUDA. Under ``torchrun`` the model runs in DistributedDataParallel and
+each rank takes its share of every global batch (rank 0 writes the files); the decoder-only recipe then
+matches one process to float tolerance, while masked pre-training draws each rank's masks from its own
+random stream (the same distribution, not the same masks as one process).
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,18 +42,26 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fusebench.files import sha256_file, write_json
-from fusebench.images import IMAGE_EXTENSIONS, read_image
+from fusebench.images import IMAGE_EXTENSIONS, image_size, read_image
 from fusebench.methods.mae.backbone import MaskedAutoencoder, build_mae
 from fusebench.methods.mae.checkpoints import is_encoder_key, load_mae_file, read_mae_file, save_mae
 from fusebench.methods.mae.preprocess import to_mae_input
 from fusebench.training import (
     LossHistory,
+    adam,
     autocast,
+    check_frozen,
     load_checkpoint,
+    make_loader,
     plot_history,
+    rng_state,
     save_checkpoint,
     seed_everything,
+    set_rng_state,
+    setup_device,
+    tensors_sha256,
 )
+from fusebench.training import distributed as D
 
 
 @dataclass
@@ -74,6 +92,8 @@ class PretrainConfig:
     log_every: int = 10
     checkpoint_every: int = 100
     export: str | None = None  # also write fp16 weights here (+ .json sidecar) at every checkpoint
+    pipeline: bool = True  # lazy decoding in DataLoader workers; false: decode every image up front
+    workers: int | None = None  # DataLoader workers (None: from the usable cores; 0: main process)
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> PretrainConfig:
@@ -112,12 +132,48 @@ def find_images(sources: Sequence[str | Path], exclude_lists: Sequence[str | Pat
     return images
 
 
-class ImageCrops:
-    """All images decoded once to uint8 (1 or 3 channels); :meth:`batch` draws seeded random crops."""
+#: one planned crop: (image index, top, left, horizontal flip)
+CropSpec = tuple[int, int, int, bool]
 
-    def __init__(self, paths: Sequence[Path], crop: int) -> None:
-        self.paths, self.crop = list(paths), crop
-        self.images = [self._load(p) for p in self.paths]
+#: settings that do not change the weights a run produces, so not part of its record
+NOT_RECORDED = ("pipeline", "workers")
+
+
+class ImageCrops:
+    """Seeded random crops of image files: :meth:`plan` draws them from the images' sizes alone and
+    ``crops[spec]`` decodes one (``lazy=True``, in a DataLoader worker); ``lazy=False`` decodes every image
+    to uint8 up front (the pre-pipeline behaviour). :meth:`batch` = plan + decode, identical either way."""
+
+    def __init__(self, paths: Sequence[Path], crop: int, lazy: bool = False) -> None:
+        self.paths, self.crop, self.lazy = list(paths), crop, lazy
+        self.images = [] if lazy else [self._load(p) for p in self.paths]
+        self.sizes = ([(int(t.shape[1]), int(t.shape[2])) for t in self.images] if not lazy
+                      else [image_size(p)[::-1] for p in self.paths])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def plan(self, size: int, gen: torch.Generator) -> list[CropSpec]:
+        """``size`` crops drawn from ``gen``: random image, random position, random horizontal flip."""
+        picks = torch.randint(len(self.paths), (size,), generator=gen).tolist()
+        specs = []
+        for i in picks:
+            h, w = self.sizes[i]
+            top = int(torch.randint(max(1, h - self.crop + 1), (1,), generator=gen))
+            left = int(torch.randint(max(1, w - self.crop + 1), (1,), generator=gen))
+            specs.append((i, top, left, bool(torch.rand((), generator=gen) < 0.5)))
+        return specs
+
+    def __getitem__(self, spec: CropSpec) -> Tensor:
+        """(3, crop, crop) float in [0, 1]."""
+        i, top, left, flip = spec
+        image = self.images[i] if not self.lazy else self._load(self.paths[i])
+        crop = image[:, top : top + self.crop, left : left + self.crop].float() / 255
+        pad_h, pad_w = self.crop - crop.shape[1], self.crop - crop.shape[2]
+        if pad_h or pad_w:  # image smaller than the crop
+            crop = F.pad(crop[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
+        crop = crop.expand(3, -1, -1)
+        return (crop.flip(-1) if flip else crop).contiguous()
 
     @staticmethod
     def _load(path: Path) -> Tensor:
@@ -133,20 +189,27 @@ class ImageCrops:
 
     def batch(self, size: int, gen: torch.Generator) -> Tensor:
         """(size, 3, crop, crop) float in [0, 1]: random image, random crop, random horizontal flip."""
-        picks = torch.randint(len(self.images), (size,), generator=gen).tolist()
-        crops = []
-        for i in picks:
-            image = self.images[i]
-            _, h, w = image.shape
-            top = int(torch.randint(max(1, h - self.crop + 1), (1,), generator=gen))
-            left = int(torch.randint(max(1, w - self.crop + 1), (1,), generator=gen))
-            crop = image[:, top : top + self.crop, left : left + self.crop].float() / 255
-            pad_h, pad_w = self.crop - crop.shape[1], self.crop - crop.shape[2]
-            if pad_h or pad_w:  # image smaller than the crop
-                crop = F.pad(crop[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
-            crop = crop.expand(3, -1, -1)
-            crops.append(crop.flip(-1) if torch.rand((), generator=gen) < 0.5 else crop)
-        return torch.stack(crops)
+        return torch.stack([self[spec] for spec in self.plan(size, gen)])
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of step ``step``'s crops and position offset."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+class CropPlans:
+    """Batch sampler of this rank's crop specs for steps ``start`` .. ``stop`` - 1 (see :class:`ImageCrops`)."""
+
+    def __init__(self, crops: ImageCrops, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
+                 world: int = 1) -> None:
+        if batch_size % world:
+            raise ValueError(f"the global batch_size {batch_size} must be a multiple of the {world} processes")
+        self.crops, self.batch_size, self.seed = crops, batch_size, seed
+        self.start, self.stop, self.rank, self.world = start, stop, rank, world
+
+    def __iter__(self) -> Iterator[list[CropSpec]]:
+        for step in range(self.start, self.stop):
+            yield self.crops.plan(self.batch_size, step_generator(self.seed, step))[self.rank::self.world]
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -182,12 +245,24 @@ def build_model(cfg: PretrainConfig) -> MaskedAutoencoder:
     return model
 
 
-def _optimizer(model: MaskedAutoencoder, cfg: PretrainConfig) -> torch.optim.AdamW:
+def _optimizer(model: MaskedAutoencoder, cfg: PretrainConfig,
+               device: torch.device | None = None) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]  # biases, norms, mask token: no weight decay (as MAE)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    return adam(groups, device or torch.device("cpu"), lr=cfg.lr, betas=cfg.betas)
+
+
+class _Pretrain(torch.nn.Module):
+    """``forward_pretrain`` as a module's forward, for DistributedDataParallel."""
+
+    def __init__(self, model: MaskedAutoencoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, mask_ratio: float, offset: tuple[int, int]) -> Tensor:
+        return self.model.forward_pretrain(x, mask_ratio, pos_offset=offset)
 
 
 def _versions() -> dict[str, str]:
@@ -209,11 +284,16 @@ def pretrain(
 
     ``out_dir`` gets ``config.json``, ``checkpoint.pt`` (atomic, every ``checkpoint_every`` steps),
     ``losses.csv`` and ``losses.png``. A checkpoint whose config differs from ``cfg`` raises ValueError.
+    Under torchrun, rank 0 alone writes them.
     """
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
-    record = {"config": dataclasses.asdict(cfg), "seed": seed}
+    rank, size = D.world()
+    main = rank == 0
+    setup_device(device)
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RECORDED}
+    record = {"config": config, "seed": seed}
     ckpt_path = out_dir / "checkpoint.pt"
     state = (
         load_checkpoint(ckpt_path, required=("model", "optimizer", "step", "record"))
@@ -228,57 +308,81 @@ def pretrain(
     seed_everything(seed)
     images = find_images(cfg.data, cfg.exclude_lists)
     model = build_model(cfg).to(device)
-    write_json(
-        out_dir / "config.json",
-        {**record, "versions": _versions(), "device": str(device), "images": len(images),
-         **({"init": model.init_note} if model.init_note else {})},
-    )
-    if model.init_note and progress:
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen_sha256 = tensors_sha256({k: v for k, v in model.state_dict().items() if k not in trained})
+    if main:
+        write_json(
+            out_dir / "config.json",
+            {**record, "versions": _versions(), "device": str(device), "images": len(images), "processes": size,
+             **({"init": model.init_note} if model.init_note else {})},
+        )
+    if model.init_note and progress and main:
         print(f"pretrain-mae: {model.init_note}", file=sys.stderr)
-    data = ImageCrops(images, cfg.crop)
-    optimizer = _optimizer(model, cfg)
+    data = ImageCrops(images, cfg.crop, lazy=cfg.pipeline)
+    optimizer = _optimizer(model, cfg, device)
     step = 0
     if state is not None:
-        model.load_state_dict(state["model"])
+        check_frozen(ckpt_path, state, frozen_sha256)
+        model.load_state_dict(state["model"], strict=False)  # the trained parameters (all, or the decoder)
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
-    history = LossHistory(out_dir / "losses.csv", resume_step=step if state is not None else None)
+        set_rng_state(state.get("rng"))
+    history = LossHistory(out_dir / "losses.csv", resume_step=step if state is not None else None) if main else None
     stage = "decoder" if cfg.decoder_only else "mae"
     grid = cfg.crop // model.patch_size
+    if cfg.pipeline:
+        plans = CropPlans(data, cfg.batch_size, seed, step, cfg.steps, rank, size)
+        batches: Iterator[Tensor] = iter(make_loader(data, plans, workers=cfg.workers, device=device))  # type: ignore[arg-type]
+    elif size > 1:
+        raise ValueError("pipeline=false (the pre-pipeline loop) runs in one process only")
+    runner = D.wrap(_Pretrain(model), device, find_unused=cfg.decoder_only)  # the mask token: unused unmasked
     started, plotted, window = time.time(), time.time(), []
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"pretrain-mae {stage}")
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and main), desc=f"pretrain-mae {stage}")
     model.train()
     while step < cfg.steps:
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        x, _ = to_mae_input(data.batch(cfg.batch_size, gen), model.patch_size)
+        gen = step_generator(seed, step)
+        if cfg.pipeline:
+            data.plan(cfg.batch_size, gen)  # advance gen past the crops (decoded by the loader) to the offset
+            crops = next(batches)
+        else:
+            crops = data.batch(cfg.batch_size, gen)
+        x, _ = to_mae_input(crops, model.patch_size)
         span = max(0, cfg.max_pos_offset - grid) + 1
         offset = (
             int(torch.randint(span, (1,), generator=gen)),
             int(torch.randint(span, (1,), generator=gen)),
         )
-        torch.manual_seed(seed * 1_000_003 + step)  # the mask shuffle
+        # the mask shuffle; ranks of a distributed run each draw their own
+        torch.manual_seed(seed * 1_000_003 + step if size == 1 else (seed * 1_000_003 + step) * 4099 + rank)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         with autocast(device, cfg.precision):
-            loss = model.forward_pretrain(x.to(device), cfg.mask_ratio, pos_offset=offset)
+            loss = runner(x.to(device, non_blocking=True), cfg.mask_ratio, offset)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         step += 1
-        window.append(loss.item())
+        window.append(loss.detach())
         bar.update(1)
-        bar.set_postfix(loss=f"{window[-1]:.4f}")
+        if not cfg.pipeline:
+            bar.set_postfix(loss=f"{window[-1].item():.4f}")  # the pre-pipeline loop: a host sync per step
         if step % cfg.log_every == 0 or step == cfg.steps:
-            history.log(step, stage, loss=float(np.mean(window)), lr=lr_at(step - 1, cfg))
+            # the mean over the window: one host sync per log_every steps (the global batch's under DDP)
+            mean = D.batch_mean(torch.stack(window).float().mean()).item()
+            if history is not None:
+                history.log(step, stage, loss=mean, lr=lr_at(step - 1, cfg))
+            bar.set_postfix(loss=f"{mean:.4f}")
             window = []
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save_checkpoint(
                 ckpt_path,
                 {
-                    "model": model.state_dict(),
+                    "model": {k: v for k, v in model.state_dict().items() if k in trained},
+                    "frozen_sha256": frozen_sha256,
                     "optimizer": optimizer.state_dict(),
                     "step": step,
                     "record": record,
+                    "rng": rng_state(),
                 },
             )
             if step == cfg.steps or time.time() - plotted > 60:  # a plot costs seconds: at most once a minute
@@ -286,13 +390,17 @@ def pretrain(
                     out_dir / "losses.csv", out_dir / "losses.png", title=f"pretrain-mae {cfg.arch} {stage}"
                 )
                 plotted = time.time()
-            if cfg.export:
+            if cfg.export and history is not None:
                 last = history.rows()[-1]["loss"]
                 export_snapshot(model, cfg, out_dir, step, time.time() - started, float(last))
             if on_checkpoint is not None:
                 on_checkpoint(model, step, loss.item())
     bar.close()
-    return save_mae(model, out_dir / "mae.safetensors", meta={**record, "steps": step})
+    weights = out_dir / "mae.safetensors"
+    if main:
+        save_mae(model, weights, meta={**record, "steps": step})
+    D.barrier()
+    return weights
 
 
 def export_snapshot(

@@ -33,12 +33,21 @@ tiles (or warps) larger inputs to it (:class:`~fusebench.methods.maefuse.model.M
 
 The run folder holds ``config.json``, ``checkpoint.pt`` (atomic, resumable mid-stage), ``losses.csv``,
 ``losses.png`` and the final ``<method>.safetensors`` (fusion layer, plus the decoder if it was trained).
+
+Input pipeline (``pipeline=True``): pairs decoded (and warped or cropped) lazily in DataLoader workers,
+batch ``b`` a pure function of (seed, b) whatever the worker count; losses read back only every
+``log_every`` steps; fused AdamW and TF32 on CUDA; checkpoints hold the trained weights, the optimiser and
+the RNG state, and refer to the frozen backbone by its sha256 (a resume on another backbone is refused).
+``feature_cache`` (paper recipe: warped pairs, no augmentation) computes the frozen encoder's features of
+each pair once and keeps them in bf16, in memory or on disk. Under ``torchrun`` the trained part runs in
+DistributedDataParallel and each rank takes its share of every global batch; rank 0 writes the files.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import platform
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -54,14 +63,24 @@ from fusebench.files import write_json
 from fusebench.methods.maefuse.losses import alignment_loss, content_alignment_loss, fusion_loss
 from fusebench.training import (
     LossHistory,
+    LossLog,
     PatchDataset,
+    StepBatchSampler,
     WarpDataset,
+    adam,
     autocast,
+    check_frozen,
     load_checkpoint,
+    make_loader,
     plot_history,
+    rng_state,
     save_checkpoint,
     seed_everything,
+    set_rng_state,
+    setup_device,
+    tensors_sha256,
 )
+from fusebench.training import distributed as D
 
 if TYPE_CHECKING:
     from fusebench.methods.maefuse.model import MaeFuse
@@ -114,9 +133,22 @@ class GuidedConfig:
     #: shift the position tables of a training crop by up to this many patches (encoder, fusion layer and
     #: decoder alike, as in the backbone's pre-training), so crops stand for windows of full-size images
     max_pos_offset: int = 40
-    grad_checkpointing: bool = True
+    #: recompute the decoder's activations in the backward pass (saves memory at ViT-L 640); applies only
+    #: where gradients flow: the frozen encoder runs without autograd and is never checkpointed
+    grad_checkpointing: bool = False
     checkpoint_every: int = 50
-    log_every: int = 5
+    log_every: int = 5  #: losses are read from the device (a host sync) only every log_every steps
+    #: the input pipeline (lazy decoding in DataLoader workers, no per-step sync); false: the pre-pipeline
+    #: loop (every pair decoded up front, batches built in the main thread, losses read every step). Both
+    #: give the same batches, so the same weights; not part of the run's record
+    pipeline: bool = True
+    workers: int | None = None  #: DataLoader workers (None: from the usable cores; 0: main process); not recorded
+    #: pipeline: keep each pair's 8-bit pixels (or 8-bit warp) in ``<out>/data_cache`` after the first decode,
+    #: read back memory-mapped; removed when the run ends; not recorded
+    data_cache: bool = True
+    #: "memory" or "disk": compute the frozen encoder's features of each warped pair once and keep them in
+    #: bf16 (needs warp_size, flip=false and no position shift: the paper recipe); "off": encode every step
+    feature_cache: str = "off"
     backbone_weights: str | None = None
     #: a decoder trained for an encoder-only ``backbone_weights`` file (see ``fusebench pretrain-mae``)
     decoder_weights: str | None = None
@@ -156,6 +188,11 @@ class GuidedConfig:
             raise ValueError(f"warp_size must be a positive multiple of the patch size, got {cfg.warp_size}")
         if cfg.mfm not in (None, "separate", "joint"):
             raise ValueError(f"mfm must be 'separate' or 'joint', got {cfg.mfm!r}")
+        if cfg.feature_cache not in ("off", "memory", "disk"):
+            raise ValueError(f"feature_cache must be 'off', 'memory' or 'disk', got {cfg.feature_cache!r}")
+        if cfg.feature_cache != "off" and (not cfg.warp_size or cfg.flip):
+            raise ValueError("feature_cache needs the same input every epoch: warp_size set and flip=false "
+                             "(the paper recipe)")
         return cfg
 
     def resolved(self, steps_per_epoch: int, modules: tuple[str, ...] = ("cfm", "mfm")) -> GuidedConfig:
@@ -277,10 +314,14 @@ def pos_offset(cfg: GuidedConfig, seed: int, step: int, patch: int = 16) -> tupl
 
 
 def stage_step(model: MaeFuse, stage: str, ir: Tensor, vi: Tensor, cfg: GuidedConfig,
-               offset: tuple[int, int] = (0, 0)) -> dict[str, Tensor]:
-    """Forward one batch for ``stage``; returns ``loss`` and its named terms."""
-    with torch.no_grad():
-        phi_v, phi_i, grid, size = model.encode_pair(ir, vi, offset)
+               offset: tuple[int, int] = (0, 0), features: tuple[Any, ...] | None = None) -> dict[str, Tensor]:
+    """Forward one batch for ``stage``; returns ``loss`` and its named terms. ``features``: the frozen
+    encoder's ``encode_pair`` output for this batch, when cached."""
+    if features is None:
+        with torch.no_grad():
+            phi_v, phi_i, grid, size = model.encode_pair(ir, vi, offset)
+    else:
+        phi_v, phi_i, grid, size = features
     cfm_only = stage.startswith("cfm")
     tokens = model.fuse_tokens(phi_v, phi_i, grid, cfm_only=cfm_only, offset=offset)
     if stage.endswith("align"):
@@ -297,8 +338,9 @@ def stage_step(model: MaeFuse, stage: str, ir: Tensor, vi: Tensor, cfg: GuidedCo
     return losses
 
 
-def _batches(data: PatchDataset | WarpDataset, batch_size: int, seed: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Endless batches; batch ``b`` is a pure function of (seed, b), so a resumed run sees the same data."""
+def _batches(data: PatchDataset | WarpDataset, batch_size: int, seed: int, start: int) -> Iterator[tuple[Tensor, ...]]:
+    """Endless batches (the pre-pipeline loop, ``pipeline=false``); batch ``b`` is a pure function of
+    (seed, b), so a resumed run sees the same data, and the same as :class:`StepBatchSampler`'s."""
     per_epoch = max(1, len(data) // batch_size)
     step = start
     while True:
@@ -306,28 +348,97 @@ def _batches(data: PatchDataset | WarpDataset, batch_size: int, seed: int, start
         data.set_epoch(epoch)
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         items = [data[int(i)] for i in order[index * batch_size : (index + 1) * batch_size]]
-        yield torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+        yield (torch.stack([it[0] for it in items]), torch.stack([it[1] for it in items]),
+               *([torch.tensor([it[2] for it in items])] if len(items[0]) > 2 else []))
         step += 1
 
 
-def _optimizer(params: list[nn.Parameter], cfg: GuidedConfig, stage: str = "") -> torch.optim.AdamW:
-    """AdamW with the official grouping: weight decay on matrices, none on biases and norms."""
+def _epoch_seed(seed: int) -> Any:
+    return lambda epoch: seed * 100_003 + epoch
+
+
+def _optimizer(params: list[nn.Parameter], cfg: GuidedConfig, stage: str = "",
+               device: torch.device | None = None) -> torch.optim.Optimizer:
+    """AdamW with the official grouping: weight decay on matrices, none on biases and norms; fused on CUDA."""
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     lr = cfg.align_lr if stage.endswith("align") and cfg.align_lr is not None else cfg.lr
-    return torch.optim.AdamW(groups, lr=lr, betas=(cfg.beta1, cfg.beta2))
+    return adam(groups, device or torch.device("cpu"), lr=lr, betas=(cfg.beta1, cfg.beta2))
+
+
+class _Stage(nn.Module):
+    """One stage's forward (DDP wraps a module's ``forward``); looks ``stage_step`` up at call time."""
+
+    def __init__(self, model: MaeFuse) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, stage: str, ir: Tensor, vi: Tensor, cfg: GuidedConfig, offset: tuple[int, int],
+                features: tuple[Any, ...] | None) -> dict[str, Tensor]:
+        extra = {"features": features} if features is not None else {}
+        return stage_step(self.model, stage, ir, vi, cfg, offset, **extra)
+
+
+class FeatureCache:
+    """The frozen encoder's (phi_v, phi_i) of each warped pair, computed once, kept in bf16.
+
+    ``folder`` None: in memory; else one file per pair under ``folder`` (named by the backbone's sha256
+    and the warp size, so other weights never read them). Valid only when a pair's input is the same every
+    epoch (no flips, no position shift): :class:`GuidedConfig` checks that.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder, self.memory = folder, {}
+        self.grid: tuple[int, int] | None = None
+        self.size: tuple[int, int] | None = None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def _get(self, index: int) -> Tensor | None:
+        if self.folder is None:
+            return self.memory.get(index)
+        path = self.folder / f"{index}.pt"
+        return torch.load(path, weights_only=True) if path.is_file() else None
+
+    def _put(self, index: int, value: Tensor) -> None:
+        if self.folder is None:
+            self.memory[index] = value
+            return
+        from fusebench.files import atomic_write
+
+        with atomic_write(self.folder / f"{index}.pt", "wb") as handle:
+            torch.save(value.clone(), handle)
+
+    def features(self, model: MaeFuse, ir: Tensor, vi: Tensor, indices: list[int]) -> tuple[Any, ...]:
+        """``encode_pair``'s output for the batch, from the cache where held (bf16, cast back)."""
+        held = [self._get(i) for i in indices]
+        missing = [j for j, h in enumerate(held) if h is None]
+        if missing:
+            with torch.no_grad():
+                phi_v, phi_i, self.grid, self.size = model.encode_pair(ir[missing], vi[missing])
+            for k, j in enumerate(missing):
+                held[j] = torch.stack([phi_v[k], phi_i[k]]).to(torch.bfloat16).cpu()
+                self._put(indices[j], held[j])
+        stacked = torch.stack(held).to(ir.device)  # type: ignore[arg-type]
+        dtype = torch.bfloat16 if ir.device.type == "cuda" else torch.float32
+        return stacked[:, 0].to(dtype), stacked[:, 1].to(dtype), self.grid, self.size
 
 
 def _versions() -> dict[str, str]:
     return {"fusebench": fusebench.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def _resume(path: Path, record: dict[str, Any], model: MaeFuse) -> dict[str, Any] | None:
-    """The checkpoint's state if one exists for the same config; a different config is an error."""
+#: settings that do not change the weights a run produces, so not part of its record
+NOT_RECORDED = ("pipeline", "workers", "data_cache")
+
+
+def _resume(path: Path, record: dict[str, Any], model: MaeFuse, frozen_sha256: str) -> dict[str, Any] | None:
+    """The checkpoint's state if one exists for the same config and frozen weights; else an error."""
     if not path.exists():
         return None
     state = load_checkpoint(path, required=("step", "model", "optimizer", "config"))
+    check_frozen(path, state, frozen_sha256)
     if state["config"] != record:
         changed = sorted(k for k in {*record, *state["config"]} if record.get(k) != state["config"].get(k))
         raise ValueError(
@@ -347,14 +458,22 @@ def train_guided(variant: str, pairs: PairDataset, out_dir: Path, *, device: tor
 
     cfg = GuidedConfig.from_overrides(RECIPES.get(variant, {}), overrides)
     out_dir = Path(out_dir)
+    rank, size = D.world()
+    main = rank == 0
+    setup_device(device)
+    lazy, caching = cfg.pipeline, cfg.feature_cache != "off"
+    cache_dir = out_dir / "data_cache" if cfg.pipeline and cfg.data_cache else None
     if cfg.warp_size:
-        data: PatchDataset | WarpDataset = WarpDataset(pairs, cfg.warp_size, flip=cfg.flip, seed=seed)
+        data: PatchDataset | WarpDataset = WarpDataset(pairs, cfg.warp_size, flip=cfg.flip, seed=seed, lazy=lazy,
+                                                       with_index=caching, cache_dir=cache_dir)
     else:
-        data = PatchDataset(pairs, cfg.patch_size, cfg.patches_per_image, seed=seed, flip=cfg.flip)
+        data = PatchDataset(pairs, cfg.patch_size, cfg.patches_per_image, seed=seed, flip=cfg.flip, lazy=lazy,
+                            cache_dir=cache_dir)
     guide = default_cfgs[variant]["guide"]
     cfg = dataclasses.replace(cfg, mfm=cfg.mfm or default_cfgs[variant]["mfm"]).resolved(
         max(1, len(data) // cfg.batch_size), modules=("mfm",) if guide == "ir" else ("cfm", "mfm"))
-    record = {"method": variant, "seed": seed, "dataset": pairs.key, "n_pairs": len(pairs), **asdict(cfg)}
+    record = {"method": variant, "seed": seed, "dataset": pairs.key, "n_pairs": len(pairs),
+              **{k: v for k, v in asdict(cfg).items() if k not in NOT_RECORDED}}
     seed_everything(seed)
     model: MaeFuse = create_for_training(variant, cfg).to(device)
     if model.fusion is not None:
@@ -362,48 +481,76 @@ def train_guided(variant: str, pairs: PairDataset, out_dir: Path, *, device: tor
     model.cfg.update(mfm=cfg.mfm, recipe=cfg.recipe,
                      trained_grid=list(cfg.trained_grid(model.backbone.patch_size)), random_init=False)
     model.backbone.grad_checkpointing = cfg.grad_checkpointing
+    # the checkpoint holds the trained parts; the rest (the frozen backbone) is referred to by its sha256
+    parts = ("fusion.", "backbone.decoder") if cfg.unfreeze_decoder_steps else ("fusion.",)
+    frozen_sha256 = tensors_sha256({k: v for k, v in model.state_dict().items() if not k.startswith(parts)})
     ckpt_path = out_dir / "checkpoint.pt"
-    state = _resume(ckpt_path, record, model)
+    state = _resume(ckpt_path, record, model, frozen_sha256)
     step = state["step"] if state else 0
-    write_json(out_dir / "config.json", {**record, "trained_grid": model.cfg["trained_grid"], "versions": _versions()})
-    history = LossHistory(out_dir / "losses.csv", resume_step=step if state else None)
-    batches = _batches(data, cfg.batch_size, seed, start=step)
+    if state:
+        set_rng_state(state.get("rng"))
+    if main:
+        write_json(out_dir / "config.json", {**record, "trained_grid": model.cfg["trained_grid"],
+                                             "processes": size, "versions": _versions()})
+    history = LossHistory(out_dir / "losses.csv", resume_step=step if state else None) if main else None
+    if cfg.pipeline:
+        sampler = StepBatchSampler(len(data), cfg.batch_size, _epoch_seed(seed), start=step,
+                                   stop=cfg.total_steps(), rank=rank, world=size)
+        batches: Iterator[Any] = iter(make_loader(data, sampler, workers=cfg.workers, device=device))
+    else:
+        if size > 1:
+            raise ValueError("pipeline=false (the pre-pipeline loop) runs in one process only")
+        batches = _batches(data, cfg.batch_size, seed, start=step)
+    cache = None
+    if cfg.feature_cache != "off":
+        folder = out_dir / "feature_cache" / f"{frozen_sha256[:16]}_{cfg.warp_size}"
+        cache = FeatureCache(folder if cfg.feature_cache == "disk" else None)
     elapsed = state.get("elapsed_s", 0.0) if state else 0.0
     started = time.perf_counter()
-    bar = tqdm(total=cfg.total_steps(), initial=step, disable=not progress, desc=variant)
+    bar = tqdm(total=cfg.total_steps(), initial=step, disable=not (progress and main), desc=variant)
+    log = LossLog()
     for stage, first, end in cfg.schedule():
         if step >= end:
             continue
         params = stage_parameters(model, stage)
         set_trainable(model, params)
-        optimizer = _optimizer(params, cfg, stage)
+        optimizer = _optimizer(params, cfg, stage, device)
         if state and state.get("stage") == stage and step > first:
             optimizer.load_state_dict(state["optimizer"])
         model.train()
+        runner = D.wrap(_Stage(model), device)  # per stage: DDP syncs the parameters trainable now
         while step < end:
-            ir, vi = next(batches)
+            ir, vi, *index = next(batches)
+            ir, vi = ir.to(device, non_blocking=True), vi.to(device, non_blocking=True)
             with autocast(device, cfg.precision):
-                losses = stage_step(model, stage, ir.to(device), vi.to(device), cfg,
-                                    pos_offset(cfg, seed, step, model.backbone.patch_size))
+                features = cache.features(model, ir, vi, index[0].tolist()) if cache is not None else None
+                losses = runner(stage, ir, vi, cfg, pos_offset(cfg, seed, step, model.backbone.patch_size),
+                                features)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
+            log.keep(losses)
             step += 1
-            if step % cfg.log_every == 0 or step == end:
-                history.log(step, stage, **{k: v.item() for k, v in losses.items()})
+            if not cfg.pipeline or step % cfg.log_every == 0 or step == end:
+                values = log.values()  # a host sync: every step in the pre-pipeline loop, else at log steps
+                if history is not None and (step % cfg.log_every == 0 or step == end):
+                    history.log(step, stage, **values)
+                bar.set_postfix(stage=stage, loss=f"{values['loss']:.4g}", refresh=False)
             bar.update(1)
-            bar.set_postfix(stage=stage, loss=f"{losses['loss'].item():.4g}")
-            if step % cfg.checkpoint_every == 0 or step == end:
+            if main and (step % cfg.checkpoint_every == 0 or step == end):
                 spent = elapsed + time.perf_counter() - started
                 save_checkpoint(ckpt_path, {
                     "step": step, "stage": stage, "config": record, "elapsed_s": spent,
-                    "model": model.trained_state(("fusion.", "backbone.decoder")),
-                    "optimizer": optimizer.state_dict(),
+                    "model": model.trained_state(parts), "frozen_sha256": frozen_sha256,
+                    "optimizer": optimizer.state_dict(), "rng": rng_state(),
                 })
     bar.close()
     model.eval()
-    plot_history(out_dir / "losses.csv", out_dir / "losses.png", title=f"{variant} guided training")
-    parts = ("fusion.", "backbone.decoder") if cfg.unfreeze_decoder_steps else ("fusion.",)
     weights = out_dir / f"{variant}.safetensors"
-    model.save_weights(weights, parts=parts, meta={"training": record})
+    if main:
+        plot_history(out_dir / "losses.csv", out_dir / "losses.png", title=f"{variant} guided training")
+        model.save_weights(weights, parts=parts, meta={"training": record})
+    D.barrier()
+    if main and cache_dir is not None:
+        shutil.rmtree(cache_dir, ignore_errors=True)
     return weights
