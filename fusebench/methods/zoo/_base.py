@@ -33,6 +33,11 @@ class ZooMethod(FusionMethod):
     #: channels of the official output (SeAFusion writes RGB)
     out_channels: ClassVar[int] = 1
 
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters are (inputs are created there)."""
+        return next(self.parameters()).device
+
     @abstractmethod
     def fuse_uint8(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """The official computation for one pair, from the readers' arrays to the written uint8 image."""
@@ -83,7 +88,7 @@ def load_official(path: Path, *, key: str | None = None, strip_prefix: str = "")
     """
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+    except Exception as exc:  # any unpickling failure means the same thing to the user
         raise WeightsError(f"{path}: cannot read the checkpoint, the file is truncated or not one ({exc})") from exc
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
@@ -94,6 +99,38 @@ def load_official(path: Path, *, key: str | None = None, strip_prefix: str = "")
         raise WeightsError(f"{path}: not a state dict of tensors")
     n = len(strip_prefix)
     return {(k[n:] if strip_prefix and k.startswith(strip_prefix) else k): v for k, v in obj.items()}
+
+
+def load_strict(
+    model: ZooMethod, part: str, state: dict[str, Tensor], path: Path, *, tolerate_missing: tuple[str, ...] = ()
+) -> None:
+    """Load ``state`` (official keys of the sub-network ``model.<part>``) into it with ``strict=True``.
+
+    A checkpoint that does not fit raises :class:`WeightsError` naming the file and the missing, unexpected and
+    mis-shaped keys (as ``<part>.<key>``) before anything is loaded. Keys ending in one of ``tolerate_missing``
+    may be absent (``num_batches_tracked`` of checkpoints older than PyTorch 0.4.1).
+    """
+    module = model.get_submodule(part)
+    own = {f"{part}.{k}" for k in module.state_dict()}
+    required = {k for k in own if not k.endswith(tolerate_missing)} if tolerate_missing else own
+    model.check_state_fits({f"{part}.{k}": v for k, v in state.items()}, path, required=required)
+    module.load_state_dict(state, strict=True)
+
+
+def official_loader(
+    *parts: str, key: str | None = None, strip_prefix: str = "", tolerate_missing: tuple[str, ...] = ()
+) -> Callable[[ZooMethod, list[Path]], None]:
+    """The ``load`` of :func:`build_zoo` when weights file ``i`` is the state dict of ``model.<parts[i]>``.
+
+    ``key``/``strip_prefix`` as in :func:`load_official`, ``tolerate_missing`` as in :func:`load_strict`.
+    """
+
+    def load(model: ZooMethod, paths: list[Path]) -> None:
+        for part, path in zip(parts, paths, strict=True):
+            state = load_official(path, key=key, strip_prefix=strip_prefix)
+            load_strict(model, part, state, path, tolerate_missing=tolerate_missing)
+
+    return load
 
 
 def register_zoo(

@@ -39,8 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusebench.methods.base import WeightsError
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, load_strict, register_zoo
 from fusebench.methods.zoo._io import Reader, image_as_uint
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
@@ -330,10 +329,6 @@ class CDDFuse(ZooMethod):
         self.BaseFuseLayer = BaseFeatureExtraction(dim=64, num_heads=8)
         self.DetailFuseLayer = DetailFeatureExtraction(num_layers=1)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def network(self, ir: Tensor, vi: Tensor) -> Tensor:
         """The official forward on (N, 1, H, W) float32 tensors in [0, 1]: the decoder's sigmoid output."""
         v_base, v_detail, _ = self.DIDF_Encoder(vi)
@@ -360,27 +355,11 @@ class CDDFuse(ZooMethod):
         """Official output: :meth:`fuse_float`, then old scikit-image ``imsave`` (min-max again, round)."""
         return image_as_uint(self.fuse_float(ir, vi))
 
-    def load_checkpoint(self, path: Path) -> None:
-        """Load the official checkpoint (dict of four DataParallel state dicts) strictly."""
-        for key in CHECKPOINT_KEYS:
-            state = load_official(path, key=key, strip_prefix="module.")
-            load_strict(getattr(self, key), state, path, what=key)
-
-
-def load_strict(module: nn.Module, state: dict[str, Tensor], path: Path, what: str = "") -> None:
-    """``module.load_state_dict(state, strict=True)``; a mismatch raises :class:`WeightsError` naming the file."""
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        where = f" ({what})" if what else ""
-        first = str(exc).strip().splitlines()
-        raise WeightsError(f"{path}{where}: the checkpoint does not fit this network: "
-                           f"{' '.join(line.strip() for line in first[:4])[:600]}") from exc
-
 
 def _load(model: ZooMethod, paths: list[Path]) -> None:
-    assert isinstance(model, CDDFuse)
-    model.load_checkpoint(paths[0])
+    """Load the official checkpoint (dict of four DataParallel state dicts) strictly."""
+    for key in CHECKPOINT_KEYS:
+        load_strict(model, key, load_official(paths[0], key=key, strip_prefix="module."), paths[0])
 
 
 @register_zoo("cddfuse", pretrained=PRETRAINED,

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, to_2tuple, trunc_normal_
 from torch import Tensor, nn
 
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
+from fusebench.methods.zoo.swinfusion import window_partition, window_reverse  # Swin Transformer's own
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
 __all__ = ["PRETRAINED", "DATFuse", "DATFuseModel"]
@@ -137,20 +138,6 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
-
-
-def window_partition(x: Tensor, window_size: int) -> Tensor:
-    """(B, H, W, C) -> (B * nW, ws, ws, C) non-overlapping windows, row-major."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size, window_size, c)
-
-
-def window_reverse(windows: Tensor, window_size: int, h: int, w: int) -> Tensor:
-    """Inverse of :func:`window_partition`."""
-    b = int(windows.shape[0] / (h * w / window_size / window_size))
-    x = windows.view(b, h // window_size, w // window_size, window_size, window_size, -1)
-    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, -1)
 
 
 class WindowAttention(nn.Module):
@@ -345,20 +332,11 @@ class DATFuse(ZooMethod):
         self.net = DATFuseModel(in_channel=2)
 
     def fuse_uint8(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        device = next(self.net.parameters()).device
         pair = np.stack([ir, vi])  # channel 0 = IR, channel 1 = VI, as cat((ir, vi), 0)
-        x = torch.from_numpy(np.ascontiguousarray(pair, dtype=np.uint8)).to(device).float().div(255)[None]
-        with torch.inference_mode():
-            out = self.net(x)
+        x = torch.from_numpy(np.ascontiguousarray(pair, dtype=np.uint8)).to(self.device).float().div(255)[None]
+        out = self.net(x)
         scaled = out[0, 0].float().cpu().numpy() * np.float32(255)  # float32, as (result * 255)
         return float_to_uint8(scaled, self.negatives)
-
-    def load_files(self, paths: list[Path]) -> None:
-        """Load the official checkpoint (a plain state dict of ``MODEL``) strictly."""
-        path = paths[0]
-        state = load_official(path)
-        self.check_state_fits({f"net.{k}": v for k, v in state.items()}, path)
-        self.net.load_state_dict(state, strict=True)
 
 
 def float_to_uint8(x: np.ndarray, negatives: Literal["wrap", "saturate"] = "wrap") -> np.ndarray:
@@ -374,5 +352,5 @@ def float_to_uint8(x: np.ndarray, negatives: Literal["wrap", "saturate"] = "wrap
     description="DATFuse (TCSVT 2023), official weights, official Test.py pipeline (PIL grey, tanh, uint8 wrap)",
 )
 def datfuse(weights: str | Path | None = None, random_init: bool = False, **options: object) -> DATFuse:
-    return build_zoo(DATFuse, "datfuse", PRETRAINED, DATFuse.load_files, weights=weights, random_init=random_init,
+    return build_zoo(DATFuse, "datfuse", PRETRAINED, official_loader("net"), weights=weights, random_init=random_init,
                      **options)

@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusebench.methods.base import WeightsError
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
 from fusebench.methods.zoo._io import truncate_u8
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
@@ -131,8 +130,7 @@ class DenseFuse(ZooMethod):
     @torch.no_grad()
     def fuse_float(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """The decoder output (H, W) float32 on the 0..255 scale, before the clamp and the 8-bit cast."""
-        device = next(self.parameters()).device
-        x_ir, x_vi = (torch.from_numpy(np.asarray(x, dtype=np.float32))[None, None].to(device) for x in (ir, vi))
+        x_ir, x_vi = (torch.from_numpy(np.asarray(x, dtype=np.float32))[None, None].to(self.device) for x in (ir, vi))
         out = self.net.decoder(self.net.fusion(self.net.encoder(x_ir), self.net.encoder(x_vi)))
         return out[0, 0].float().cpu().numpy()
 
@@ -140,13 +138,7 @@ class DenseFuse(ZooMethod):
         return truncate_u8(self.fuse_float(ir, vi))
 
 
-def _load(model: ZooMethod, paths: list[Path]) -> None:
-    assert isinstance(model, DenseFuse)
-    state = load_official(paths[0])
-    try:
-        model.net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"{paths[0]}: not DenseFuse grey-model weights ({exc})") from exc
+_load = official_loader("net")  # a plain state dict of DenseFuse_net
 
 
 @register_zoo(

@@ -35,8 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusebench.methods.base import WeightsError
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
 from fusebench.methods.zoo._io import image_as_uint
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
@@ -155,10 +154,7 @@ class DIDFuse(ZooMethod):
     @torch.no_grad()
     def fuse_float(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """The decoder's sigmoid output (H, W) float32 in [0, 1], before the 8-bit writer."""
-        device = next(self.parameters()).device
-        tensors = [
-            torch.from_numpy(np.asarray(x, dtype=np.float32) / 255)[None, None].to(device) for x in (ir, vi)
-        ]
+        tensors = [torch.from_numpy(np.asarray(x, dtype=np.float32) / 255)[None, None].to(self.device) for x in (ir, vi)]
         feats_ir = self.encoder(tensors[0])
         feats_vi = self.encoder(tensors[1])
         f1, f2, base, detail = (self._combine(a, b) for a, b in zip(feats_ir, feats_vi, strict=True))
@@ -169,18 +165,7 @@ class DIDFuse(ZooMethod):
         return image_as_uint(self.fuse_float(ir, vi))
 
 
-def _load_into(module: nn.Module, path: Path, what: str) -> None:
-    state = load_official(path, key="weight")
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: not the DIDFuse {what} weights ({exc})") from exc
-
-
-def _load(model: ZooMethod, paths: list[Path]) -> None:
-    assert isinstance(model, DIDFuse)
-    _load_into(model.encoder, paths[0], "encoder")
-    _load_into(model.decoder, paths[1], "decoder")
+_load = official_loader("encoder", "decoder", key="weight")
 
 
 @register_zoo(

@@ -30,16 +30,15 @@ the output is always stretched to the full 0..255 range. The tile grid is the co
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
 from fusebench.methods.zoo._io import Reader, image_as_uint
-from fusebench.methods.zoo.cddfuse import BaseFeatureExtraction, load_strict
+from fusebench.methods.zoo.cddfuse import BaseFeatureExtraction
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
 COMMIT = "9983ca2f627588cd001ed08e21eadf1ab5c48beb"
@@ -164,10 +163,6 @@ class EMMA(ZooMethod):
         self.tile_multiple = tile_multiple
         self.model = Ufuser()
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     @torch.no_grad()
     def fuse_float(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """The float32 (H, W) map in [0, 255] the official script hands to ``imsave``.
@@ -207,14 +202,8 @@ class EMMA(ZooMethod):
         """Official output: :meth:`fuse_float`, then old scikit-image ``imsave`` (min-max again, round)."""
         return image_as_uint(self.fuse_float(ir, vi))
 
-    def load_checkpoint(self, path: Path) -> None:
-        """Load the official ``Ufuser`` state dict strictly."""
-        load_strict(self.model, load_official(path), path)
 
-
-def _load(model: ZooMethod, paths: list[Path]) -> None:
-    assert isinstance(model, EMMA)
-    model.load_checkpoint(paths[0])
+_load = official_loader("model")  # the official ``Ufuser`` state dict
 
 
 @register_zoo("emma", pretrained=PRETRAINED,

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
 __all__ = ["IFCNN", "PRETRAINED", "IFCNNModel"]
@@ -124,25 +124,18 @@ class IFCNN(ZooMethod):
 
     def _to_input(self, img: np.ndarray) -> Tensor:
         """uint8 (H, W, 3) RGB -> float32 (1, 3, H, W) in [0, 1] on the model's device (``ToTensor``)."""
-        device = next(self.net.parameters()).device
-        x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.uint8)).to(device)
+        x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.uint8)).to(self.device)
         return x.permute(2, 0, 1).float().div(255)[None]
 
     def fuse_uint8(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = self.net(self._to_input(vi), self._to_input(ir))  # official order: (visible, infrared)
-            out = out[0].clamp(0, 1) * 255
+        out = self.net(self._to_input(vi), self._to_input(ir))  # official order: (visible, infrared)
+        out = out[0].clamp(0, 1) * 255
         rgb = out.float().cpu().numpy().astype(np.uint8).transpose(1, 2, 0)  # truncation
         return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
-    def load_files(self, paths: list[Path]) -> None:
-        """Load the official checkpoint strictly (it has no ``num_batches_tracked``; PyTorch < 0.4.1)."""
-        path = paths[0]
-        state = load_official(path)
-        own = {f"net.{k}": v for k, v in state.items()}
-        required = {k for k in self.state_dict() if not k.endswith("num_batches_tracked")}
-        self.check_state_fits(own, path, required=required)
-        self.net.load_state_dict(state, strict=True)
+
+# the checkpoint predates BatchNorm's num_batches_tracked (PyTorch < 0.4.1)
+_LOAD = official_loader("net", tolerate_missing=("num_batches_tracked",))
 
 
 @register_zoo(
@@ -150,5 +143,5 @@ class IFCNN(ZooMethod):
     description="IFCNN-MAX (Information Fusion 2020), official weights, official IV pipeline (RGB in, grey out)",
 )
 def ifcnn(weights: str | Path | None = None, random_init: bool = False, **options: object) -> IFCNN:
-    return build_zoo(IFCNN, "ifcnn", PRETRAINED, IFCNN.load_files, weights=weights, random_init=random_init,
+    return build_zoo(IFCNN, "ifcnn", PRETRAINED, _LOAD, weights=weights, random_init=random_init,
                      **options)

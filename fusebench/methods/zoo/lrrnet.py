@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
 __all__ = ["PRETRAINED", "LRRNet", "LRRNetModel"]
@@ -200,8 +200,7 @@ class LRRNet(ZooMethod):
 
     def _to_input(self, img: np.ndarray) -> Tensor:
         """uint8 (H, W) -> float32 0..255 (1, 1, H, W) on the model's device, then per-image min-max."""
-        device = next(self.net.parameters()).device
-        x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.uint8)).to(device).float()[None, None]
+        x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.uint8)).to(self.device).float()[None, None]
         return normalize_minmax(x)
 
     def fuse_uint8(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
@@ -214,18 +213,11 @@ class LRRNet(ZooMethod):
         arr = (arr - lo) / (hi - lo + np.float32(EPS)) * np.float32(255)
         return arr.astype(np.uint8)  # in [0, 255), so a plain truncation
 
-    def load_files(self, paths: list[Path]) -> None:
-        """Load the official checkpoint (a plain state dict of ``LRR_NET``) strictly."""
-        path = paths[0]
-        state = load_official(path)
-        self.check_state_fits({f"net.{k}": v for k, v in state.items()}, path)
-        self.net.load_state_dict(state, strict=True)
-
 
 @register_zoo(
     "lrrnet", pretrained=PRETRAINED,
     description="LRRNet (TPAMI 2023), official weights, official test pipeline (cv2 grey, min-max, truncate)",
 )
 def lrrnet(weights: str | Path | None = None, random_init: bool = False, **options: object) -> LRRNet:
-    return build_zoo(LRRNet, "lrrnet", PRETRAINED, LRRNet.load_files, weights=weights, random_init=random_init,
+    return build_zoo(LRRNet, "lrrnet", PRETRAINED, official_loader("net"), weights=weights, random_init=random_init,
                      **options)

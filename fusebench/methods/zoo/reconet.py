@@ -22,14 +22,13 @@ explicitly. Options ``loop_num`` and ``feather_num`` are ``fuse.py --loop --dim`
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
 from fusebench.methods.zoo._io import Reader, cv2_round_u8
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
@@ -121,21 +120,16 @@ class ReCoNet(ZooMethod):
         super().__init__(loop_num=loop_num, feather_num=feather_num)
         self.net = Fuser(loop_num=loop_num, feather_num=feather_num)
 
-    @torch.inference_mode()
     def fuse_uint8(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """uint8 grey IR and VI (H, W) -> the official uint8 output (H, W)."""
-        device = next(self.net.parameters()).device
+        device = self.device
         ir_t = torch.from_numpy(ir / 255.0).float()[None, None].to(device)  # float64 division, then float32
         vi_t = torch.from_numpy(vi / 255.0).float()[None, None].to(device)
         im_f, _, _ = self.net((ir_t, vi_t))
         return cv2_round_u8(im_f[-1][0, 0].cpu().numpy() * 255.0)  # no clamp: cv2.imwrite saturates
 
 
-def _load(model: ZooMethod, paths: list[Path]) -> None:
-    """Load the official state dict strictly into the network; errors name the file."""
-    state = load_official(paths[0])
-    model.check_state_fits({f"net.{k}": v for k, v in state.items()}, paths[0])
-    model.net.load_state_dict(state, strict=True)
+_load = official_loader("net")  # the official state dict of the network
 
 
 @register_zoo(

@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusebench.methods.base import WeightsError
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
+from fusebench.methods.zoo.densefuse import ConvLayer  # the same author's layer (net.py of both ports)
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
 _COMMIT = "76e4e0500a3d818068f31942d7d5ed874c36c37b"
@@ -64,22 +64,6 @@ PRETRAINED = PretrainedCfg(
     "sizes and sha256 unknown, member paths inferred from args_fusion.py and test_21pairs.py. Verified here "
     "only on a synthetic checkpoint.",
 )
-
-
-class ConvLayer(nn.Module):
-    """Reflection padding, a convolution, then a ReLU unless ``is_last`` (keys ``<name>.conv2d.*``)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, is_last: bool = False) -> None:
-        super().__init__()
-        self.pad = kernel_size // 2
-        self.conv2d = nn.Conv2d(in_ch, out_ch, kernel_size, stride)
-        self.is_last = is_last
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.pad:
-            x = F.pad(x, (self.pad,) * 4, mode="reflect")
-        out = self.conv2d(x)
-        return out if self.is_last else F.relu(out)
 
 
 class DenseBlockLight(nn.Module):
@@ -198,7 +182,7 @@ class RFNNest(ZooMethod):
     @torch.no_grad()
     def fuse_float(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """The decoder output (H, W) float32 (ReLU'd, unnormalised) handed to the official 8-bit writer."""
-        device = next(self.parameters()).device
+        device = self.device
         x_ir, x_vi = (torch.from_numpy(np.asarray(x, dtype=np.float32))[None, None].to(device) for x in (ir, vi))
         h, w = ir.shape
         if not (self.crop_large and (h > self.crop_threshold or w > self.crop_threshold)):
@@ -232,18 +216,7 @@ class RFNNest(ZooMethod):
         return self.quantise(self.fuse_float(ir, vi))
 
 
-def _load_into(module: nn.Module, path: Path, what: str) -> None:
-    state = load_official(path)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: not the RFN-Nest {what} weights ({exc})") from exc
-
-
-def _load(model: ZooMethod, paths: list[Path]) -> None:
-    assert isinstance(model, RFNNest)
-    _load_into(model.nest, paths[0], "auto-encoder (nestfuse_gray_1e2)")
-    _load_into(model.fusion, paths[1], "fusion network (RFN)")
+_load = official_loader("nest", "fusion")  # auto-encoder (nestfuse_gray_1e2), then the fusion network (RFN)
 
 
 @register_zoo(

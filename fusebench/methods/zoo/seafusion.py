@@ -29,7 +29,6 @@ run channels-last, which rounds differently (fed a contiguous Y, 6-40 values per
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
 from fusebench.methods.zoo._io import Reader
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
@@ -227,10 +226,9 @@ class SeAFusion(ZooMethod):
         self.minmax = minmax
         self.net = FusionNet(output=1)
 
-    @torch.inference_mode()
     def fuse_uint8(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """uint8 IR (H, W) and RGB VI (H, W, 3) -> the official uint8 RGB output (H, W, 3)."""
-        device = next(self.net.parameters()).device
+        device = self.device
         vi_f = np.asarray(vi, dtype=np.float32).transpose((2, 0, 1)) / 255.0  # float32 division, as official
         ir_f = np.asarray(ir, dtype=np.float32) / 255.0
         vi_t = torch.from_numpy(np.ascontiguousarray(vi_f))[None].to(device)
@@ -248,11 +246,7 @@ class SeAFusion(ZooMethod):
         return np.uint8(255.0 * arr)
 
 
-def _load(model: ZooMethod, paths: list[Path]) -> None:
-    """Load the official state dict strictly into the network; errors name the file."""
-    state = load_official(paths[0])
-    model.check_state_fits({f"net.{k}": v for k, v in state.items()}, paths[0])
-    model.net.load_state_dict(state, strict=True)
+_load = official_loader("net")  # the official state dict of the network
 
 
 @register_zoo(

@@ -45,9 +45,8 @@ from timm.layers import DropPath, Mlp, to_2tuple, trunc_normal_
 from torch import Tensor, nn
 
 from fusebench.methods.base import WeightsError
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, load_strict, register_zoo
 from fusebench.methods.zoo._io import Reader
-from fusebench.methods.zoo.cddfuse import load_strict
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
 COMMIT = "ceeec3fe935630b4d1f2f545984a7a6cb5133f62"
@@ -458,10 +457,6 @@ class SwinFusion(ZooMethod):
         self.pad_always = pad_always
         self.net = SwinFusionNet()
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def padding(self, h: int, w: int) -> tuple[int, int]:
         """Rows and columns of symmetric padding for an h x w image."""
         ws = self.net.window_size
@@ -489,18 +484,14 @@ class SwinFusion(ZooMethod):
         """Official output: ``tensor2uint`` (clamp to [0, 1], ``* 255.0``, round half to even)."""
         return np.uint8((np.clip(self.fuse_float(ir, vi), 0, 1) * 255.0).round())
 
-    def load_checkpoint(self, path: Path) -> None:
-        """Load the official state dict (or its ``'params'``) strictly, buffers included."""
-        try:
-            state = load_official(path, key="params")
-        except WeightsError:
-            state = load_official(path)
-        load_strict(self.net, state, path)
-
 
 def _load(model: ZooMethod, paths: list[Path]) -> None:
-    assert isinstance(model, SwinFusion)
-    model.load_checkpoint(paths[0])
+    """Load the official state dict (or its ``'params'``) strictly, buffers included."""
+    try:
+        state = load_official(paths[0], key="params")
+    except WeightsError:
+        state = load_official(paths[0])
+    load_strict(model, "net", state, paths[0])
 
 
 @register_zoo("swinfusion", pretrained=PRETRAINED,

@@ -29,7 +29,6 @@ running statistics are never modified. ``--color`` (colourise with the VI's CrCb
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, register_zoo
+from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
 from fusebench.methods.zoo._io import Reader, cv2_round_u8
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
@@ -148,21 +147,16 @@ class TarDAL(ZooMethod):
         self.eval_bn = eval_bn
         self.net = Generator(dim=dim, depth=depth, batch_stats=not eval_bn)
 
-    @torch.inference_mode()
     def fuse_uint8(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """uint8 grey IR and VI (H, W) -> the official uint8 output (H, W)."""
-        device = next(self.net.parameters()).device
+        device = self.device
         ir_t = torch.from_numpy(ir / 255.0).float()[None, None].to(device)  # float64 division, then float32
         vi_t = torch.from_numpy(vi / 255.0).float()[None, None].to(device)
         fus = self.net(ir_t, vi_t).clip(0.0, 1.0)
         return cv2_round_u8(fus[0, 0].cpu().numpy() * 255.0)  # float32, then cv2.imwrite's rounding
 
 
-def _load(model: ZooMethod, paths: list[Path]) -> None:
-    """Load the official state dict strictly into the generator; errors name the file."""
-    state = load_official(paths[0])
-    model.check_state_fits({f"net.{k}": v for k, v in state.items()}, paths[0])
-    model.net.load_state_dict(state, strict=True)
+_load = official_loader("net")  # the official state dict of the generator
 
 
 @register_zoo(

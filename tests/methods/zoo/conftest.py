@@ -7,13 +7,20 @@ than one grey level away (the bar the zoo's README sets: CPU vs GPU rounding at 
 
 from __future__ import annotations
 
+import copy
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import Tensor
 
+from fusebench.methods.base import WeightsError, create_method
 from tests.conftest import REPO
 
 # zoo pair key -> (infrared, visible) relative to the datasets root
@@ -55,3 +62,108 @@ def assert_matches_official(ours: np.ndarray, official: np.ndarray, *, share: fl
     assert equal >= share and int(diff.max()) <= max_diff, (
         f"{equal:.5%} of values equal (need {share:.1%}), max |diff| {int(diff.max())} (allowed {max_diff})"
     )
+
+
+def build_method(name: str, weights: Path, cls: type | None = None, **options: Any) -> Any:
+    """The module-scoped method of a zoo test: ``create_method(name, weights=...)`` in eval mode."""
+    method = create_method(name, weights=weights, **options)
+    if cls is not None:
+        assert isinstance(method, cls)
+    return method.eval()
+
+
+def truncated_copy(src: Path, dst: Path, size: int) -> Path:
+    """``dst`` holding the first ``size`` bytes of ``src`` (a cut-off download)."""
+    dst.write_bytes(src.read_bytes()[:size])
+    return dst
+
+
+def assert_refused(name: str, weights: Path, names: str | Path | None = None) -> None:
+    """``create_method(name, weights=weights)`` raises a WeightsError naming ``names`` (default: ``weights``)."""
+    with pytest.raises(WeightsError, match=re.escape(str(weights if names is None else names))):
+        create_method(name, weights=weights)
+
+
+def assert_tensor_path(
+    method: Any, *, seed: int = 0, shape: tuple[int, int] = (37, 53), out_channels: int = 1
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``fuse_images`` on a random (ir grey, vi colour) pair of ``torch.rand`` images: shape and [0, 1] range.
+
+    Returns ``(ir, vi, out)`` for the method's own further checks.
+    """
+    g = torch.Generator().manual_seed(seed)
+    ir = torch.rand(1, 1, *shape, generator=g)
+    vi = torch.rand(1, 3, *shape, generator=g)
+    out = method.fuse_images(ir, vi)
+    assert out.shape == (1, out_channels, *shape)
+    assert out.dtype == torch.float32
+    assert 0 <= out.min() and out.max() <= 1
+    return ir, vi, out
+
+
+def recorded_outputs(method: Any, pair_files: dict[str, tuple[Path, Path]]) -> Callable[[str], tuple[Any, Any]]:
+    """pair -> (fuse_files output, the float map fuse_uint8 quantised), each pair fused once."""
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    original = method.fuse_float
+
+    def run(key: str) -> tuple[np.ndarray, np.ndarray]:
+        if key not in cache:
+            seen: list[np.ndarray] = []
+
+            def recording(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+                seen.append(original(ir, vi))
+                return seen[-1]
+
+            method.fuse_float = recording
+            try:
+                out = method.fuse_files(*pair_files[key])
+            finally:
+                del method.fuse_float
+            cache[key] = (out, seen[0])
+        return cache[key]
+
+    return run
+
+
+def assert_official_pair(method: Any, pair_files: dict[str, tuple[Path, Path]], pair: str, folder: Path) -> None:
+    """``method.fuse_files`` on ``pair`` matches the official ``folder/<pair>.png``."""
+    assert_matches_official(method.fuse_files(*pair_files[pair]), read_official(folder / f"{pair}.png"))
+
+
+def assert_cpu_gpu_float_close(build: Callable[[], Any], cuda: torch.device) -> None:
+    """Two methods from ``build()``, one moved to ``cuda``: their ``fuse_float`` on a random 64x80 uint8 pair agree
+    within 1 % of the output's largest magnitude."""
+    rng = np.random.default_rng(0)
+    ir, vi = (rng.integers(0, 256, (64, 80), dtype=np.uint8) for _ in range(2))
+    cpu, gpu = build(), build().to(cuda)
+    with torch.inference_mode():
+        a, b = cpu.fuse_float(ir, vi), gpu.fuse_float(ir, vi)
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-2 * float(np.abs(a).max()))
+
+
+def random_uint8_pair(seed: int, channels: int = 3, shape: tuple[int, int] = (37, 53)) -> tuple[Tensor, Tensor]:
+    """A decoded (ir (1, 1, H, W), vi (1, channels, H, W)) pair of random 8-bit values scaled to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    ir = torch.from_numpy(rng.integers(0, 256, (1, 1, *shape), dtype=np.uint8)).float() / 255
+    vi = torch.from_numpy(rng.integers(0, 256, (1, channels, *shape), dtype=np.uint8)).float() / 255
+    return ir, vi
+
+
+def assert_float_map(fmap: np.ndarray, ref_path: Path, atol: float) -> None:
+    """A recorded float map equals the official ``ref_path`` (``.npy``) within ``atol``, dtype and shape included."""
+    ref = np.load(ref_path)
+    assert fmap.dtype == np.float32 and fmap.shape == ref.shape
+    np.testing.assert_allclose(fmap, ref, rtol=0, atol=atol)
+
+
+def assert_copy_on_cuda_close(method: Any, cuda: torch.device, ir: np.ndarray, vi: np.ndarray, atol: float) -> None:
+    """A deep copy of ``method`` on ``cuda`` gives ``fuse_float`` within ``atol`` of the CPU original."""
+    on_gpu = copy.deepcopy(method).to(cuda)
+    np.testing.assert_allclose(on_gpu.fuse_float(ir, vi), method.fuse_float(ir, vi), rtol=0, atol=atol)
+
+
+def assert_state_equal(own: dict[str, Tensor], official: dict[str, Tensor]) -> None:
+    """A loaded state dict has exactly the official keys, and every tensor equals the official one."""
+    assert set(own) == set(official), sorted(set(own) ^ set(official))[:8]
+    for key, value in official.items():
+        assert torch.equal(own[key], value), key

@@ -8,7 +8,6 @@ difference 0.0 on every pair).
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,17 @@ import torch
 
 from fusebench.methods.base import METHODS, WeightsError, create_method
 from fusebench.methods.zoo.cddfuse import COMMIT, CDDFuse
-from tests.methods.zoo.conftest import assert_matches_official, read_official
+from tests.methods.zoo.conftest import (
+    assert_copy_on_cuda_close,
+    assert_float_map,
+    assert_matches_official,
+    assert_refused,
+    assert_tensor_path,
+    build_method,
+    read_official,
+    recorded_outputs,
+    truncated_copy,
+)
 
 SYNTH_PAIRS = ["tno_01", "msrs_00004N", "roadscene_FLIR_00006"]
 FLOAT_ATOL = 2e-3
@@ -30,34 +39,12 @@ def synth(zoo: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def method(synth: Path) -> CDDFuse:
-    m = create_method("cddfuse", weights=synth / "CDDFuse_IVF.pth")
-    assert isinstance(m, CDDFuse)
-    return m.eval()
+    return build_method("cddfuse", synth / "CDDFuse_IVF.pth", CDDFuse)
 
 
 @pytest.fixture(scope="module")
-def outputs(method: CDDFuse, pair_files) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """pair -> (fuse_files output, the float map fuse_uint8 quantised), each pair fused once."""
-    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    original = method.fuse_float
-
-    def run(key: str) -> tuple[np.ndarray, np.ndarray]:
-        if key not in cache:
-            seen: list[np.ndarray] = []
-
-            def recording(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-                seen.append(original(ir, vi))
-                return seen[-1]
-
-            method.fuse_float = recording  # type: ignore[method-assign]
-            try:
-                out = method.fuse_files(*pair_files[key])
-            finally:
-                del method.fuse_float
-            cache[key] = (out, seen[0])
-        return cache[key]
-
-    return run  # type: ignore[return-value]
+def outputs(method: CDDFuse, pair_files):
+    return recorded_outputs(method, pair_files)
 
 
 def test_synthetic_checkpoint_loads_strictly(method: CDDFuse, synth: Path) -> None:
@@ -74,27 +61,19 @@ def test_synthetic_checkpoint_loads_strictly(method: CDDFuse, synth: Path) -> No
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", SYNTH_PAIRS)
 def test_matches_official_output(outputs, synth: Path, pair: str) -> None:
-    out, _ = outputs(pair)
-    assert_matches_official(out, read_official(synth / f"{pair}.png"))
+    assert_matches_official(outputs(pair)[0], read_official(synth / f"{pair}.png"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", SYNTH_PAIRS)
 def test_matches_official_float_map(outputs, synth: Path, pair: str) -> None:
-    _, fmap = outputs(pair)
-    ref = np.load(synth / f"{pair}.float32.npy")
-    assert fmap.dtype == np.float32 and fmap.shape == ref.shape
-    np.testing.assert_allclose(fmap, ref, rtol=0, atol=FLOAT_ATOL)
+    assert_float_map(outputs(pair)[1], synth / f"{pair}.float32.npy", FLOAT_ATOL)
 
 
 def test_wrong_checkpoint_names_file(zoo: Path, tmp_path: Path) -> None:
-    other = zoo / "emma" / "synthetic" / "EMMA.pth"
-    with pytest.raises(WeightsError, match="EMMA.pth"):
-        create_method("cddfuse", weights=other)
-    truncated = tmp_path / "CDDFuse_IVF.pth"
-    truncated.write_bytes((zoo / "cddfuse" / "synthetic" / "CDDFuse_IVF.pth").read_bytes()[:100_000])
-    with pytest.raises(WeightsError, match=str(truncated)):
-        create_method("cddfuse", weights=truncated)
+    assert_refused("cddfuse", zoo / "emma" / "synthetic" / "EMMA.pth", "EMMA.pth")
+    src = zoo / "cddfuse" / "synthetic" / "CDDFuse_IVF.pth"
+    assert_refused("cddfuse", truncated_copy(src, tmp_path / "CDDFuse_IVF.pth", 100_000))
 
 
 def test_state_dict_mismatch_names_file(method: CDDFuse, tmp_path: Path) -> None:
@@ -108,11 +87,7 @@ def test_state_dict_mismatch_names_file(method: CDDFuse, tmp_path: Path) -> None
 
 
 def test_tensor_path_any_size(method: CDDFuse) -> None:
-    g = torch.Generator().manual_seed(0)
-    ir = torch.rand(1, 1, 37, 53, generator=g)
-    vi = torch.rand(1, 3, 37, 53, generator=g)
-    out = method.fuse_images(ir, vi)
-    assert out.shape == (1, 1, 37, 53)
+    ir, vi, out = assert_tensor_path(method)
     assert float(out.min()) == 0.0 and float(out.max()) == 1.0  # the official min-max stretch
     grey = method.fuse(ir, vi[:, :1])
     assert grey.shape == (1, 1, 37, 53) and 0 <= float(grey.min()) <= float(grey.max()) <= 1
@@ -129,5 +104,4 @@ def test_runs_on_cuda(method: CDDFuse, cuda: torch.device) -> None:
     """Inputs are created on the parameters' device; CUDA agrees with the CPU up to TF32/cuDNN rounding."""
     rng = np.random.default_rng(0)
     ir, vi = (rng.uniform(0, 255, (64, 96)).round().astype(np.float32) for _ in range(2))
-    on_gpu = copy.deepcopy(method).to(cuda)
-    np.testing.assert_allclose(on_gpu.fuse_float(ir, vi), method.fuse_float(ir, vi), rtol=0, atol=2.0)
+    assert_copy_on_cuda_close(method, cuda, ir, vi, atol=2.0)

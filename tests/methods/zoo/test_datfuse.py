@@ -12,49 +12,43 @@ import numpy as np
 import pytest
 import torch
 
-from fusebench.methods import create_method
-from fusebench.methods.base import WeightsError
 from fusebench.methods.zoo.datfuse import DATFuse, float_to_uint8
-from tests.methods.zoo.conftest import PAIRS, assert_matches_official, read_official
+from tests.methods.zoo.conftest import (
+    PAIRS,
+    assert_official_pair,
+    assert_refused,
+    assert_state_equal,
+    assert_tensor_path,
+    build_method,
+    truncated_copy,
+)
 
 WEIGHTS = "datfuse/weights/model_10.pth"
 
 
 @pytest.fixture(scope="module")
 def method(zoo: Path) -> DATFuse:
-    return create_method("datfuse", weights=zoo / WEIGHTS).eval()
+    return build_method("datfuse", zoo / WEIGHTS)
 
 
 def test_official_weights_load_strictly(zoo: Path, method: DATFuse) -> None:
     state = torch.load(zoo / WEIGHTS, map_location="cpu", weights_only=True)
-    own = method.net.state_dict()
-    assert set(own) == set(state)
-    assert all(torch.equal(own[k], v) for k, v in state.items())
+    assert_state_equal(method.net.state_dict(), state)
     assert method.negatives == "wrap"
 
 
 @pytest.mark.parametrize("pair", sorted(PAIRS))
 def test_matches_official_output(zoo: Path, pair_files: dict, method: DATFuse, pair: str) -> None:
-    ir, vi = pair_files[pair]
-    assert_matches_official(method.fuse_files(ir, vi), read_official(zoo / "datfuse" / "official" / f"{pair}.png"))
+    assert_official_pair(method, pair_files, pair, zoo / "datfuse" / "official")
 
 
 def test_wrong_weights_name_the_file(zoo: Path, tmp_path: Path) -> None:
-    other = zoo / "ifcnn" / "weights" / "IFCNN-MAX.pth"
-    with pytest.raises(WeightsError, match="IFCNN-MAX.pth"):
-        create_method("datfuse", weights=other)
-    truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes((zoo / WEIGHTS).read_bytes()[:20_000])
-    with pytest.raises(WeightsError, match="truncated.pth"):
-        create_method("datfuse", weights=truncated)
+    assert_refused("datfuse", zoo / "ifcnn" / "weights" / "IFCNN-MAX.pth", "IFCNN-MAX.pth")
+    assert_refused("datfuse", truncated_copy(zoo / WEIGHTS, tmp_path / "truncated.pth", 20_000), "truncated.pth")
 
 
 def test_tensor_path_small_pair(method: DATFuse) -> None:
-    gen = torch.Generator().manual_seed(0)
-    ir, vi = torch.rand(1, 1, 37, 53, generator=gen), torch.rand(1, 3, 37, 53, generator=gen)
-    out = method.fuse_images(ir, vi)
-    assert out.shape == (1, 1, 37, 53)
-    assert out.min() >= 0 and out.max() <= 1
+    assert_tensor_path(method)
 
 
 def test_negative_values_wrap_or_saturate() -> None:

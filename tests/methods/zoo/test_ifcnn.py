@@ -11,17 +11,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusebench.methods import create_method
-from fusebench.methods.base import WeightsError
 from fusebench.methods.zoo.ifcnn import IFCNN
-from tests.methods.zoo.conftest import PAIRS, assert_matches_official, read_official
+from tests.methods.zoo.conftest import (
+    PAIRS,
+    assert_official_pair,
+    assert_refused,
+    assert_tensor_path,
+    build_method,
+    truncated_copy,
+)
 
 WEIGHTS = "ifcnn/weights/IFCNN-MAX.pth"
 
 
 @pytest.fixture(scope="module")
 def method(zoo: Path) -> IFCNN:
-    return create_method("ifcnn", weights=zoo / WEIGHTS).eval()
+    return build_method("ifcnn", zoo / WEIGHTS)
 
 
 def test_official_weights_load_strictly(zoo: Path, method: IFCNN) -> None:
@@ -35,26 +40,16 @@ def test_official_weights_load_strictly(zoo: Path, method: IFCNN) -> None:
 
 @pytest.mark.parametrize("pair", sorted(PAIRS))
 def test_matches_official_output(zoo: Path, pair_files: dict, method: IFCNN, pair: str) -> None:
-    ir, vi = pair_files[pair]
-    assert_matches_official(method.fuse_files(ir, vi), read_official(zoo / "ifcnn" / "official" / f"{pair}.png"))
+    assert_official_pair(method, pair_files, pair, zoo / "ifcnn" / "official")
 
 
 def test_wrong_weights_name_the_file(zoo: Path, tmp_path: Path) -> None:
-    other = zoo / "datfuse" / "weights" / "model_10.pth"
-    with pytest.raises(WeightsError, match="model_10.pth"):
-        create_method("ifcnn", weights=other)
-    truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes((zoo / WEIGHTS).read_bytes()[:100_000])
-    with pytest.raises(WeightsError, match="truncated.pth"):
-        create_method("ifcnn", weights=truncated)
+    assert_refused("ifcnn", zoo / "datfuse" / "weights" / "model_10.pth", "model_10.pth")
+    assert_refused("ifcnn", truncated_copy(zoo / WEIGHTS, tmp_path / "truncated.pth", 100_000), "truncated.pth")
 
 
 def test_tensor_path_small_pair(method: IFCNN) -> None:
-    gen = torch.Generator().manual_seed(0)
-    ir, vi = torch.rand(1, 1, 37, 53, generator=gen), torch.rand(1, 3, 37, 53, generator=gen)
-    out = method.fuse_images(ir, vi)
-    assert out.shape == (1, 1, 37, 53)
-    assert out.min() >= 0 and out.max() <= 1
+    assert_tensor_path(method)
 
 
 def test_fusion_is_symmetric(method: IFCNN) -> None:

@@ -13,24 +13,28 @@ import numpy as np
 import pytest
 import torch
 
-from fusebench.methods import create_method
-from fusebench.methods.base import WeightsError
 from fusebench.methods.zoo.lrrnet import PRETRAINED, LRRNet, soft_threshold
-from tests.methods.zoo.conftest import PAIRS, assert_matches_official, read_official
+from tests.methods.zoo.conftest import (
+    PAIRS,
+    assert_official_pair,
+    assert_refused,
+    assert_state_equal,
+    assert_tensor_path,
+    build_method,
+    truncated_copy,
+)
 
 WEIGHTS = f"lrrnet/weights/{PRETRAINED.files[0].file}"
 
 
 @pytest.fixture(scope="module")
 def method(zoo: Path) -> LRRNet:
-    return create_method("lrrnet", weights=zoo / WEIGHTS).eval()
+    return build_method("lrrnet", zoo / WEIGHTS)
 
 
 def test_official_weights_load_strictly(zoo: Path, method: LRRNet) -> None:
     state = torch.load(zoo / WEIGHTS, map_location="cpu", weights_only=True)
-    own = method.net.state_dict()
-    assert set(own) == set(state)
-    assert all(torch.equal(own[k], v) for k, v in state.items())
+    assert_state_equal(method.net.state_dict(), state)
     assert method.cfg["weights_files"] == [str(zoo / WEIGHTS)]
     assert type(method).vi_reader == "cv2_gray"
 
@@ -38,26 +42,16 @@ def test_official_weights_load_strictly(zoo: Path, method: LRRNet) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", sorted(PAIRS))
 def test_matches_official_output(zoo: Path, pair_files: dict, method: LRRNet, pair: str) -> None:
-    ir, vi = pair_files[pair]
-    assert_matches_official(method.fuse_files(ir, vi), read_official(zoo / "lrrnet" / "official" / f"{pair}.png"))
+    assert_official_pair(method, pair_files, pair, zoo / "lrrnet" / "official")
 
 
 def test_wrong_weights_name_the_file(zoo: Path, tmp_path: Path) -> None:
-    other = zoo / "datfuse" / "weights" / "model_10.pth"
-    with pytest.raises(WeightsError, match="model_10.pth"):
-        create_method("lrrnet", weights=other)
-    truncated = tmp_path / "truncated.model"
-    truncated.write_bytes((zoo / WEIGHTS).read_bytes()[:50_000])
-    with pytest.raises(WeightsError, match="truncated.model"):
-        create_method("lrrnet", weights=truncated)
+    assert_refused("lrrnet", zoo / "datfuse" / "weights" / "model_10.pth", "model_10.pth")
+    assert_refused("lrrnet", truncated_copy(zoo / WEIGHTS, tmp_path / "truncated.model", 50_000), "truncated.model")
 
 
 def test_tensor_path_small_pair(method: LRRNet) -> None:
-    gen = torch.Generator().manual_seed(0)
-    ir, vi = torch.rand(1, 1, 37, 53, generator=gen), torch.rand(1, 3, 37, 53, generator=gen)
-    out = method.fuse_images(ir, vi)
-    assert out.shape == (1, 1, 37, 53)
-    assert out.min() >= 0 and out.max() <= 1
+    _, _, out = assert_tensor_path(method)
     assert out.max() == 254 / 255  # the official min-max with eps never reaches 255
 
 

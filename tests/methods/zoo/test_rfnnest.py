@@ -6,7 +6,6 @@ checkpoint in the official (legacy PyTorch 1.5) format, rebuilt once per session
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,17 @@ import pytest
 import torch
 
 from fusebench.methods import create_method
-from fusebench.methods.base import WeightsError
 from fusebench.methods.zoo._base import load_official
-from tests.methods.zoo.conftest import assert_matches_official, read_official
+from tests.methods.zoo.conftest import (
+    assert_cpu_gpu_float_close,
+    assert_matches_official,
+    assert_refused,
+    assert_state_equal,
+    assert_tensor_path,
+    build_method,
+    read_official,
+    truncated_copy,
+)
 
 NEST = "nestfuse_gray_1e2.model"
 RFN = "Final_epoch_2_alpha_700_wir_6.0_wvi_3.0_ssim_vi.model"
@@ -40,16 +47,13 @@ def synthetic(zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def method(synthetic: Path):
-    return create_method("rfnnest", weights=synthetic).eval()
+    return build_method("rfnnest", synthetic)
 
 
 def test_synthetic_weights_load_strictly(method, synthetic: Path) -> None:
     for module, name in ((method.nest, NEST), (method.fusion, RFN)):
         state = load_official(synthetic / name)
-        own = module.state_dict()
-        assert set(own) == set(state), name
-        for key, value in state.items():
-            assert torch.equal(own[key], value), key
+        assert_state_equal(module.state_dict(), state)
     assert method.cfg["weights_files"] == [str(synthetic / NEST), str(synthetic / RFN)]
     assert not method.training
 
@@ -77,33 +81,22 @@ def test_wrong_files_raise_weights_error(synthetic: Path, zoo: Path, tmp_path: P
     swapped.mkdir()
     (swapped / NEST).symlink_to(synthetic / RFN)
     (swapped / RFN).symlink_to(synthetic / NEST)
-    with pytest.raises(WeightsError, match=re.escape(str(swapped / NEST))):
-        create_method("rfnnest", weights=swapped)
+    assert_refused("rfnnest", swapped, swapped / NEST)
     # another method's weights as the auto-encoder
     other = tmp_path / "other"
     other.mkdir()
     (other / NEST).symlink_to(zoo / "densefuse" / "weights" / "densefuse_gray.model")
     (other / RFN).symlink_to(synthetic / RFN)
-    with pytest.raises(WeightsError, match=re.escape(str(other / NEST))):
-        create_method("rfnnest", weights=other)
+    assert_refused("rfnnest", other, other / NEST)
     # a truncated fusion network
     cut = tmp_path / "cut"
     cut.mkdir()
     (cut / NEST).symlink_to(synthetic / NEST)
-    with open(synthetic / RFN, "rb") as src:
-        (cut / RFN).write_bytes(src.read(100_000))
-    with pytest.raises(WeightsError, match=re.escape(str(cut / RFN))):
-        create_method("rfnnest", weights=cut)
+    assert_refused("rfnnest", cut, truncated_copy(synthetic / RFN, cut / RFN, 100_000))
 
 
 def test_tensor_path_on_a_small_pair(method) -> None:
-    g = torch.Generator().manual_seed(1)
-    ir = torch.rand(1, 1, 37, 53, generator=g)
-    vi = torch.rand(1, 3, 37, 53, generator=g)
-    out = method.fuse_images(ir, vi)
-    assert out.shape == (1, 1, 37, 53)
-    assert out.dtype == torch.float32
-    assert 0 <= out.min() and out.max() <= 1
+    ir, vi, _ = assert_tensor_path(method, seed=1)
     assert method.fuse(ir, vi).shape == (1, 1, 37, 53)
 
 
@@ -125,10 +118,4 @@ def test_crop_path_switches(synthetic: Path) -> None:
 
 @pytest.mark.gpu
 def test_runs_on_cuda(synthetic: Path, cuda: torch.device) -> None:
-    rng = np.random.default_rng(0)
-    ir, vi = (rng.integers(0, 256, (64, 80), dtype=np.uint8) for _ in range(2))
-    cpu = create_method("rfnnest", weights=synthetic, crop_threshold=48)
-    gpu = create_method("rfnnest", weights=synthetic, crop_threshold=48).to(cuda)
-    with torch.inference_mode():
-        a, b = cpu.fuse_float(ir, vi), gpu.fuse_float(ir, vi)
-    np.testing.assert_allclose(b, a, rtol=0, atol=1e-2 * float(np.abs(a).max()))
+    assert_cpu_gpu_float_close(lambda: create_method("rfnnest", weights=synthetic, crop_threshold=48), cuda)

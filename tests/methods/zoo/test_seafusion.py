@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from fusebench.methods.base import WeightsError, create_method
+from fusebench.methods.base import create_method
 from fusebench.methods.zoo.seafusion import SeAFusion
-from tests.methods.zoo.conftest import PAIRS, assert_matches_official, read_official
+from tests.methods.zoo.conftest import (
+    PAIRS,
+    assert_official_pair,
+    assert_refused,
+    assert_state_equal,
+    random_uint8_pair,
+    truncated_copy,
+)
 
 PAIR_KEYS = [pytest.param(k, marks=pytest.mark.slow) if k.startswith("llvip") else k for k in PAIRS]
 
@@ -29,32 +36,22 @@ def test_official_weights_load_strictly(weights: Path, method: SeAFusion) -> Non
     from_file = create_method("seafusion", weights=weights / "SeAFusion.pth")
     official = torch.load(weights / "SeAFusion.pth", map_location="cpu", weights_only=True)
     for m in (method, from_file):
-        state = m.net.state_dict()
-        assert state.keys() == official.keys()
-        assert all(torch.equal(state[k], v) for k, v in official.items())
+        assert_state_equal(m.net.state_dict(), official)
     assert type(method).out_channels == 3 and not method.training
 
 
 @pytest.mark.parametrize("pair", PAIR_KEYS)
 def test_matches_official_output(pair: str, method: SeAFusion, zoo: Path, pair_files) -> None:
-    ours = method.fuse_files(*pair_files[pair])
-    assert_matches_official(ours, read_official(zoo / "seafusion" / "official" / f"{pair}.png"))
+    assert_official_pair(method, pair_files, pair, zoo / "seafusion" / "official")
 
 
 def test_wrong_weights_are_refused(zoo: Path, weights: Path, tmp_path: Path) -> None:
-    other = zoo / "tardal" / "weights" / "tardal.pt"
-    with pytest.raises(WeightsError, match="tardal.pt"):
-        create_method("seafusion", weights=other)
-    truncated = tmp_path / "SeAFusion.pth"
-    truncated.write_bytes((weights / "SeAFusion.pth").read_bytes()[:5000])
-    with pytest.raises(WeightsError, match=str(truncated)):
-        create_method("seafusion", weights=truncated)
+    assert_refused("seafusion", zoo / "tardal" / "weights" / "tardal.pt", "tardal.pt")
+    assert_refused("seafusion", truncated_copy(weights / "SeAFusion.pth", tmp_path / "SeAFusion.pth", 5000))
 
 
 def test_fuse_images_on_decoded_tensors(method: SeAFusion) -> None:
-    rng = np.random.default_rng(0)
-    ir = torch.from_numpy(rng.integers(0, 256, (1, 1, 37, 53), dtype=np.uint8)).float() / 255
-    vi = torch.from_numpy(rng.integers(0, 256, (1, 3, 37, 53), dtype=np.uint8)).float() / 255
+    ir, vi = random_uint8_pair(0)
     for v in (vi, vi[:, :1]):  # a grey visible image is read as R=G=B RGB
         out = method.fuse_images(ir, v)
         assert out.shape == (1, 3, 37, 53) and out.dtype == torch.float32
@@ -75,9 +72,7 @@ def test_fuse_uint8_grey_visible_is_rgb(method: SeAFusion) -> None:
 
 @pytest.mark.gpu
 def test_cuda_close_to_cpu(method: SeAFusion, cuda: torch.device) -> None:
-    rng = np.random.default_rng(2)
-    ir = torch.from_numpy(rng.integers(0, 256, (1, 1, 37, 53), dtype=np.uint8)).float() / 255
-    vi = torch.from_numpy(rng.integers(0, 256, (1, 3, 37, 53), dtype=np.uint8)).float() / 255
+    ir, vi = random_uint8_pair(2)
     want = method.fuse_images(ir, vi)
     gpu = create_method("seafusion", weights=method.cfg["weights_files"][0]).to(cuda)
     got = gpu.fuse_images(ir.to(cuda), vi.to(cuda))

@@ -9,7 +9,6 @@ operations; measured difference 0.0 on every pair).
 
 from __future__ import annotations
 
-import copy
 import lzma
 import shutil
 from pathlib import Path
@@ -18,9 +17,19 @@ import numpy as np
 import pytest
 import torch
 
-from fusebench.methods.base import METHODS, WeightsError, create_method
+from fusebench.methods.base import METHODS, create_method
 from fusebench.methods.zoo.swinfusion import COMMIT, SwinFusion
-from tests.methods.zoo.conftest import assert_matches_official, read_official
+from tests.methods.zoo.conftest import (
+    assert_copy_on_cuda_close,
+    assert_float_map,
+    assert_matches_official,
+    assert_refused,
+    assert_tensor_path,
+    build_method,
+    read_official,
+    recorded_outputs,
+    truncated_copy,
+)
 
 SYNTH_PAIRS = ["tno_01", "msrs_00004N", "roadscene_FLIR_00006"]
 FLOAT_ATOL = 1e-5
@@ -42,34 +51,12 @@ def checkpoint(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def method(checkpoint: Path) -> SwinFusion:
-    m = create_method("swinfusion", weights=checkpoint)
-    assert isinstance(m, SwinFusion)
-    return m.eval()
+    return build_method("swinfusion", checkpoint, SwinFusion)
 
 
 @pytest.fixture(scope="module")
 def outputs(method: SwinFusion, pair_files):
-    """pair -> (fuse_files output, the float map fuse_uint8 quantised), each pair fused once."""
-    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    original = method.fuse_float
-
-    def run(key: str) -> tuple[np.ndarray, np.ndarray]:
-        if key not in cache:
-            seen: list[np.ndarray] = []
-
-            def recording(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-                seen.append(original(ir, vi))
-                return seen[-1]
-
-            method.fuse_float = recording  # type: ignore[method-assign]
-            try:
-                out = method.fuse_files(*pair_files[key])
-            finally:
-                del method.fuse_float
-            cache[key] = (out, seen[0])
-        return cache[key]
-
-    return run
+    return recorded_outputs(method, pair_files)
 
 
 def test_synthetic_checkpoint_loads_strictly(method: SwinFusion, checkpoint: Path) -> None:
@@ -90,27 +77,18 @@ def test_params_subdict_is_accepted(method: SwinFusion, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", SYNTH_PAIRS)
 def test_matches_official_output(outputs, synth: Path, pair: str) -> None:
-    out, _ = outputs(pair)
-    assert_matches_official(out, read_official(synth / f"{pair}.png"))
+    assert_matches_official(outputs(pair)[0], read_official(synth / f"{pair}.png"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", SYNTH_PAIRS)
 def test_matches_official_float_map(outputs, synth: Path, pair: str) -> None:
-    _, fmap = outputs(pair)
-    ref = np.load(synth / f"{pair}.float32.npy")
-    assert fmap.dtype == np.float32 and fmap.shape == ref.shape
-    np.testing.assert_allclose(fmap, ref, rtol=0, atol=FLOAT_ATOL)
+    assert_float_map(outputs(pair)[1], synth / f"{pair}.float32.npy", FLOAT_ATOL)
 
 
 def test_wrong_checkpoint_names_file(zoo: Path, tmp_path: Path, checkpoint: Path) -> None:
-    other = zoo / "emma" / "synthetic" / "EMMA.pth"
-    with pytest.raises(WeightsError, match="EMMA.pth"):
-        create_method("swinfusion", weights=other)
-    truncated = tmp_path / "10000_E.pth"
-    truncated.write_bytes(checkpoint.read_bytes()[:1_000_000])
-    with pytest.raises(WeightsError, match=str(truncated)):
-        create_method("swinfusion", weights=truncated)
+    assert_refused("swinfusion", zoo / "emma" / "synthetic" / "EMMA.pth", "EMMA.pth")
+    assert_refused("swinfusion", truncated_copy(checkpoint, tmp_path / "10000_E.pth", 1_000_000))
 
 
 def test_padding_rule(method: SwinFusion) -> None:
@@ -121,12 +99,7 @@ def test_padding_rule(method: SwinFusion) -> None:
 
 
 def test_tensor_path_odd_size(method: SwinFusion) -> None:
-    g = torch.Generator().manual_seed(0)
-    ir = torch.rand(1, 1, 37, 53, generator=g)
-    vi = torch.rand(1, 3, 37, 53, generator=g)
-    out = method.fuse_images(ir, vi)
-    assert out.shape == (1, 1, 37, 53)
-    assert 0 <= float(out.min()) <= float(out.max()) <= 1
+    assert_tensor_path(method)
     with pytest.raises(ValueError, match="at least 4x4"):
         method.fuse_float(np.zeros((3, 9), np.uint8), np.zeros((3, 9), np.uint8))
 
@@ -143,5 +116,4 @@ def test_runs_on_cuda(method: SwinFusion, cuda: torch.device) -> None:
     """Inputs are created on the parameters' device; CUDA agrees with the CPU up to TF32/cuDNN rounding."""
     rng = np.random.default_rng(0)
     ir, vi = (rng.integers(0, 256, (64, 96), dtype=np.uint8) for _ in range(2))
-    on_gpu = copy.deepcopy(method).to(cuda)
-    np.testing.assert_allclose(on_gpu.fuse_float(ir, vi), method.fuse_float(ir, vi), rtol=0, atol=1e-2)
+    assert_copy_on_cuda_close(method, cuda, ir, vi, atol=1e-2)

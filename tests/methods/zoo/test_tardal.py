@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from fusebench.methods.base import WeightsError, create_method
+from fusebench.methods.base import create_method
 from fusebench.methods.zoo.tardal import TarDAL
-from tests.methods.zoo.conftest import PAIRS, assert_matches_official, read_official
+from tests.methods.zoo.conftest import (
+    PAIRS,
+    assert_official_pair,
+    assert_refused,
+    assert_state_equal,
+    random_uint8_pair,
+    truncated_copy,
+)
 
 FILES = {"tardal": "tardal.pt", "tardal-plus": "tardal+.pt", "tardal-plusplus": "tardal++.pt"}
 CASES = [
@@ -39,37 +45,23 @@ def test_official_weights_load_strictly(name: str, weights: Path) -> None:
     official = torch.load(weights / FILES[name], map_location="cpu", weights_only=True)
     for given in (weights, weights / FILES[name]):
         method = create_method(name, weights=given)
-        state = method.net.state_dict()
-        assert state.keys() == official.keys()
-        assert all(torch.equal(state[k], v) for k, v in official.items())
+        assert_state_equal(method.net.state_dict(), official)
         assert method.eval_bn is (name != "tardal")  # tardal+ / tardal++ run with --eval, as TarDAL's README does
 
 
 @pytest.mark.parametrize(("sub", "pair"), CASES)
 def test_matches_official_output(sub: str, pair: str, methods: dict[str, TarDAL], zoo: Path, pair_files) -> None:
-    ours = methods[sub].fuse_files(*pair_files[pair])
-    assert_matches_official(ours, read_official(zoo / "tardal" / sub / f"{pair}.png"))
+    assert_official_pair(methods[sub], pair_files, pair, zoo / "tardal" / sub)
 
 
 def test_wrong_weights_are_refused(zoo: Path, weights: Path, tmp_path: Path) -> None:
-    other = zoo / "reconet" / "weights" / "params.pth"
-    with pytest.raises(WeightsError, match="params.pth"):
-        create_method("tardal", weights=other)
-    truncated = tmp_path / "tardal.pt"
-    truncated.write_bytes((weights / "tardal.pt").read_bytes()[:5000])
-    with pytest.raises(WeightsError, match=str(truncated)):
-        create_method("tardal-plus", weights=truncated)
+    assert_refused("tardal", zoo / "reconet" / "weights" / "params.pth", "params.pth")
+    assert_refused("tardal-plus", truncated_copy(weights / "tardal.pt", tmp_path / "tardal.pt", 5000))
 
-
-def _random_pair(seed: int, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    rng = np.random.default_rng(seed)
-    ir = torch.from_numpy(rng.integers(0, 256, (1, 1, 37, 53), dtype=np.uint8)).float() / 255
-    vi = torch.from_numpy(rng.integers(0, 256, (1, channels, 37, 53), dtype=np.uint8)).float() / 255
-    return ir, vi
 
 
 def test_fuse_images_on_decoded_tensors(methods: dict[str, TarDAL]) -> None:
-    ir, vi = _random_pair(0)
+    ir, vi = random_uint8_pair(0)
     for method in methods.values():
         for v in (vi, vi[:, :1]):
             out = method.fuse_images(ir, v)
@@ -81,7 +73,7 @@ def test_batch_statistics_ignore_eval_and_keep_running_stats(methods: dict[str, 
     """The default normalises with per-image statistics whether the module is in eval or train mode."""
     method = methods["official"]
     before = {k: v.clone() for k, v in method.state_dict().items()}
-    ir, vi = _random_pair(1, channels=1)
+    ir, vi = random_uint8_pair(1, channels=1)
     assert not method.training
     want = method.fuse_images(ir, vi)
     method.train()
@@ -95,7 +87,7 @@ def test_batch_statistics_ignore_eval_and_keep_running_stats(methods: dict[str, 
 
 @pytest.mark.gpu
 def test_cuda_close_to_cpu(methods: dict[str, TarDAL], cuda: torch.device) -> None:
-    ir, vi = _random_pair(2)
+    ir, vi = random_uint8_pair(2)
     for method in methods.values():
         want = method.fuse_images(ir, vi)
         got = method.to(cuda).fuse_images(ir.to(cuda), vi.to(cuda))
