@@ -21,7 +21,7 @@ _LAZY = {
     "list_metrics": "fusebench.metrics",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "create_method", "evaluate", "list_datasets", "list_methods", "list_metrics", "load_dataset"]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,16 @@ from torch.utils.data import Dataset
 from fusebench.color import luminance
 from fusebench.datasets.base import PairDataset
 
+
+def _recently_used(recent: OrderedDict[int, Tensor], keep: int, i: int, decode: Callable[[int], Tensor]) -> Tensor:
+    """Pair ``i`` from a small least-recently-used store of decoded pairs, decoding it when absent."""
+    if i in recent:
+        recent.move_to_end(i)
+        return recent[i]
+    image = recent[i] = decode(i)
+    while len(recent) > keep:
+        recent.popitem(last=False)
+    return image
 
 class PatchDataset(Dataset[tuple[Tensor, Tensor]]):
     """``patches_per_image`` aligned crops per pair and epoch, each (1, P, P) in [0, 1], with random flips.
@@ -106,13 +117,7 @@ class PatchDataset(Dataset[tuple[Tensor, Tensor]]):
         """Pair ``i`` as (2, H, W) float (infrared, visible luminance), padded to at least the patch."""
         if not self.lazy:
             return self.images[i]
-        if i in self._recent:
-            self._recent.move_to_end(i)
-            return self._recent[i]
-        image = self._recent[i] = self._decode(i)
-        while len(self._recent) > self.keep:
-            self._recent.popitem(last=False)
-        return image
+        return _recently_used(self._recent, self.keep, i, self._decode)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -187,13 +192,7 @@ class WarpDataset(Dataset[tuple[Tensor, Tensor]]):
                     np.save(handle, self._decode(i).numpy())
                 os.replace(tmp, path)
             return torch.from_numpy(np.array(np.load(path, mmap_mode="r")))
-        if i in self._recent:
-            self._recent.move_to_end(i)
-            return self._recent[i]
-        image = self._recent[i] = self._decode(i)
-        while len(self._recent) > self.keep:
-            self._recent.popitem(last=False)
-        return image
+        return _recently_used(self._recent, self.keep, i, self._decode)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
