@@ -222,8 +222,10 @@ def _check_run_dir(run_dir: Path, fingerprint: dict[str, Any]) -> bool:
 
 
 def _leftover(path: Path) -> bool:
-    """What an unclaimed run folder may hold without being someone else's: our lock, an empty fused/."""
-    return path.name == LOCK_NAME or (path.name == "fused" and path.is_dir() and not any(path.iterdir()))
+    """What an unclaimed run folder may hold without being someone else's: our lock, an empty fused/, and the
+    temporary file of a concurrent run writing its run.json at this moment (atomic writes rename it in place)."""
+    return (path.name == LOCK_NAME or (path.name == "fused" and path.is_dir() and not any(path.iterdir()))
+            or (path.name.startswith(".") and path.name.endswith(".tmp")))
 
 
 def _claim(run_dir: Path, fingerprint: dict[str, Any]) -> None:
