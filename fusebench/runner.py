@@ -364,6 +364,7 @@ def fuse_pipeline(
     timings: dict[str, float] | None = None, flush_timings: Any = None, indices: list[int] | None = None,
     batch_size: int = 1, workers: int | None = None, writer_threads: int | None = None,
     metrics: list[str] | None = None, profile: str = "fusebench", compile_metrics: bool = False,
+    scoring_seconds: list[float] | None = None,
 ) -> tuple[int, int, dict[str, dict[str, float]]]:
     """:func:`fuse_dataset` as a pipeline; returns (fused now, already there, scores of the pairs fused now).
 
@@ -372,6 +373,7 @@ def fuse_pipeline(
     scored there with ``metrics`` (PNG outputs only: the numbers equal scoring the written file), while a
     thread pool writes them. Methods with ``fuse_files`` read their own files. ``claim()`` runs before the
     first write, ``on_fused(id)`` after each; ``flush_timings(timings)`` every few seconds and at the end.
+    The seconds spent scoring each batch are appended to ``scoring_seconds``.
     Outputs and scores do not depend on ``batch_size`` or ``workers`` (the methods fuse pairs independently).
     """
     from tqdm.auto import tqdm
@@ -435,10 +437,13 @@ def fuse_pipeline(
                 scored = [j for j, pair in enumerate(batch)
                           if output_path(method, fused_dir, pair).suffix.lower() == ".png"]
                 every = len(scored) == len(batch)
+                score_start = time.perf_counter()
                 scores.update(_score_in_memory(
                     [batch[j].id for j in scored], [fused8[j] for j in scored],
                     group.ir8 if every else group.ir8[scored], group.vi8 if every else group.vi8[scored],  # type: ignore[index]
                     metrics, profile, device, compile_metrics))
+                if scoring_seconds is not None:
+                    scoring_seconds.append(time.perf_counter() - score_start)
     except BaseException:
         with contextlib.suppress(BaseException):
             writer.drain()  # the pairs fused before the error are kept, as the sequential loop keeps them
@@ -597,6 +602,7 @@ def run(config: RunConfig, progress: bool = True, *, batch_size: int = 1, worker
     share = None if shard is None else [i for i in range(len(pairs)) if i % shard[1] == shard[0]]
     mine = pairs.pairs if share is None else [pairs.pairs[i] for i in share]
     fresh: dict[str, dict[str, float]] = {}
+    scored_in_memory: list[float] = []  # seconds the pipeline spent scoring fused images before they were written
     try:
         with file_lock(lock) if shard is None else contextlib.nullcontext():
             claimed = _check_run_dir(run_dir, fingerprint)  # again: another run may have claimed it meanwhile
@@ -635,7 +641,7 @@ def run(config: RunConfig, progress: bool = True, *, batch_size: int = 1, worker
                         method, pairs, fused_dir, device, progress, claim=claim, redo=redo, on_fused=on_fused,
                         timings=timings, flush_timings=flush, indices=share, batch_size=batch_size,
                         workers=workers, metrics=names, profile=config.profile,
-                        compile_metrics=config.compile_metrics,
+                        compile_metrics=config.compile_metrics, scoring_seconds=scored_in_memory,
                     )
             finally:
                 if folder_files is not None and shard is None and recorded:
@@ -684,7 +690,7 @@ def run(config: RunConfig, progress: bool = True, *, batch_size: int = 1, worker
         for i in ids:
             computed.setdefault(i, {}).update({wanted[n]: float(frame.loc[i, n]) for n in need})
         n_scored += len(ids) * len(need)
-    metrics_seconds = time.perf_counter() - start
+    metrics_seconds = time.perf_counter() - start + sum(scored_in_memory)
 
     # 4. merge into the cache and write the union, under the lock (a concurrent run may have merged meanwhile)
     with file_lock(lock):
