@@ -81,3 +81,64 @@ def test_broken_plugin_warns_and_keeps_builtins(monkeypatch: pytest.MonkeyPatch)
 
 
 PLUGIN_REGISTRY: Registry = Registry("widget", entry_point_group="fusebench.widgets")
+
+
+def _write_module(root, name: str, registers: tuple[str, ...]) -> None:
+    """A module that counts its imports and registers ``registers`` in LAZY_REGISTRY."""
+    body = "".join(f"LAZY_REGISTRY.register({n!r})(lambda: {n!r})\n" for n in registers)
+    (root / f"{name}.py").write_text(
+        "from tests.test_registry import LAZY_REGISTRY, LAZY_IMPORTS\n"
+        f"LAZY_IMPORTS.append({name!r})\n" + body
+    )
+
+
+LAZY_REGISTRY: Registry = Registry("widget")
+LAZY_IMPORTS: list[str] = []
+
+
+def test_builtin_modules_are_imported_in_order_until_the_name_is_found(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path) -> None:
+    _write_module(tmp_path, "fb_lazy_cheap", ("cheap", "Other"))
+    _write_module(tmp_path, "fb_lazy_heavy", ("heavy",))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg: Registry = Registry("widget", modules=("fb_lazy_cheap", "fb_lazy_heavy"))
+    monkeypatch.setattr("tests.test_registry.LAZY_REGISTRY", reg)
+    LAZY_IMPORTS.clear()
+    assert reg.create("cheap") == "cheap"
+    assert LAZY_IMPORTS == ["fb_lazy_cheap"]  # the heavy module is not imported for a name found before it
+    assert "other" in reg and LAZY_IMPORTS == ["fb_lazy_cheap"]  # case-insensitive match, still no import
+    assert reg.create("heavy") == "heavy" and LAZY_IMPORTS == ["fb_lazy_cheap", "fb_lazy_heavy"]
+    with pytest.raises(UnknownNameError, match="Did you mean: heavy"):
+        reg.get("heavyy")
+
+
+def test_listing_imports_every_builtin_module(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    _write_module(tmp_path, "fb_lazy_one", ("one",))
+    _write_module(tmp_path, "fb_lazy_two", ("two",))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg: Registry = Registry("widget", modules=("fb_lazy_one", "fb_lazy_two"))
+    monkeypatch.setattr("tests.test_registry.LAZY_REGISTRY", reg)
+    assert reg.list() == ["one", "two"] and len(reg) == 2
+
+
+def test_a_third_party_name_that_clashes_with_a_pending_builtin_fails_at_registration(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    _write_module(tmp_path, "fb_lazy_builtin", ("taken",))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg: Registry = Registry("widget", modules=("fb_lazy_builtin",))
+    monkeypatch.setattr("tests.test_registry.LAZY_REGISTRY", reg)
+    with pytest.raises(ValueError, match="'taken' is already registered"):
+        reg.register("taken")(lambda: "mine")  # this test module is not fusebench's: built-ins load first
+    assert reg.create("taken") == "taken"
+
+
+def test_creating_a_pixel_method_does_not_import_the_networks() -> None:
+    """`fusebench run --method mean` must not pay for timm and the published networks (~2 s of imports)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from fusebench.methods import create_method, list_methods; create_method('mean'); "
+            "print(sorted(m for m in ('timm', 'fusebench.methods.maefuse', 'fusebench.methods.zoo') "
+            "if m in sys.modules)); print('maefuse' in list_methods(), 'timm' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "True True"]

@@ -1,15 +1,9 @@
-"""Fusion methods behind one interface, created by name: ``create_method("maefuse-compact")``."""
+"""Fusion methods behind one interface, created by name: ``create_method("maefuse-compact")``.
 
-# Importing a family's module registers its methods (one module per family).
-from fusebench.methods import (  # noqa: F401
-    classical,
-    daefuse,
-    folder,
-    maefuse,
-    maefuse_official,
-    pixel,
-    zoo,
-)
+Each family's module registers its methods when first needed (see ``METHODS``), so creating a cheap method
+does not import the networks' dependencies.
+"""
+
 from fusebench.methods.base import (
     METHODS,
     FusionMethod,

@@ -27,7 +27,11 @@ from fusebench.color import luminance, replace_luminance
 from fusebench.files import atomic_write
 from fusebench.registry import Registry
 
-METHODS: Registry[FusionMethod] = Registry("method", entry_point_group="fusebench.methods")
+#: Built-in families, imported when a name is first looked up (one module per family; cheap ones first, so
+#: that ``mean`` or ``folder`` do not import the timm-backed networks).
+_FAMILIES = tuple(f"fusebench.methods.{m}" for m in
+                  ("pixel", "folder", "daefuse", "classical", "maefuse_official", "maefuse", "zoo"))
+METHODS: Registry[FusionMethod] = Registry("method", entry_point_group="fusebench.methods", modules=_FAMILIES)
 
 
 def register_method(name: str, **meta: Any):
