@@ -7,7 +7,8 @@
   raised in the main process at that pair's turn, as the sequential loop would raise it.
 - :func:`size_batches` groups pairs of one size into batches, keeping dataset order within each size.
 - :func:`quantise` is :func:`fusebench.images.to_uint8` on any device (the same float32 operations).
-- :class:`Writer` encodes and writes outputs (atomically) in a thread pool; PNG encoding releases the GIL.
+- :class:`InOrderPool` runs the writes (PNG encoding releases the GIL) and, on CPU, the scoring (torch
+  releases it inside each operation) in background threads, and hands back their results in order.
 """
 
 from __future__ import annotations
@@ -218,32 +219,32 @@ def write_with(write: Callable[[str | os.PathLike[str], np.ndarray], None], path
         raise
 
 
-class Writer:
-    """Writes fused images in background threads; ``on_done(tag)`` runs in the caller's thread for each finished
-    write, in submission order.
+class InOrderPool:
+    """Runs tasks in background threads; ``on_done(tag, result)`` runs in the caller's thread for each finished
+    task, in submission order.
 
-    At most ``limit`` writes are pending (then :meth:`submit` waits for the oldest). :meth:`drain` waits for
-    every pending write, so an interrupted run keeps each pair fused before the interruption.
+    At most ``limit`` tasks are pending (then :meth:`submit` waits for the oldest). :meth:`drain` waits for
+    every pending task, so an interrupted run keeps each pair fused before the interruption.
     """
 
-    def __init__(self, on_done: Callable[[Any], None], threads: int = 2, limit: int = 8) -> None:
-        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="fusebench-writer")
-        self.pending: deque[tuple[Any, Future[None]]] = deque()
+    def __init__(self, on_done: Callable[[Any, Any], None], threads: int = 2, limit: int = 8,
+                 name: str = "fusebench-pool") -> None:
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix=name)
+        self.pending: deque[tuple[Any, Future[Any]]] = deque()
         self.on_done, self.limit = on_done, max(1, limit)
 
-    def submit(self, tag: Any, fn: Callable[..., None], *args: Any) -> None:
+    def submit(self, tag: Any, fn: Callable[..., Any], *args: Any) -> None:
         self.pending.append((tag, self.pool.submit(fn, *args)))
         while self.pending and (len(self.pending) > self.limit or self.pending[0][1].done()):
             self._pop()
 
     def _pop(self) -> None:
         tag, future = self.pending.popleft()
-        future.result()  # an encoder's error is raised here
-        self.on_done(tag)
+        self.on_done(tag, future.result())  # a task's error is raised here
 
     def drain(self) -> None:
-        """Wait for every pending write (the first error is raised after all have finished)."""
-        error: WorkerError | None = None
+        """Wait for every pending task (the first error is raised after all have finished)."""
+        error: BaseException | None = None
         while self.pending:
             try:
                 self._pop()

@@ -371,15 +371,18 @@ def fuse_pipeline(
     DataLoader workers decode and validate the pairs (``indices``: dataset positions, default all), batches
     hold up to ``batch_size`` pairs of one size, the fused images are quantised to 8 bits on the device and
     scored there with ``metrics`` (PNG outputs only: the numbers equal scoring the written file), while a
-    thread pool writes them. Methods with ``fuse_files`` read their own files. ``claim()`` runs before the
-    first write, ``on_fused(id)`` after each; ``flush_timings(timings)`` every few seconds and at the end.
-    The seconds spent scoring each batch are appended to ``scoring_seconds``.
+    thread pool writes them. On CPU, batches are scored in a thread pool too, several at once with few torch
+    threads each (:func:`fusebench.threads.scoring_split`). Methods with ``fuse_files`` read their own files.
+    ``claim()`` runs before the first write, ``on_fused(id)`` after each; ``flush_timings(timings)`` every few
+    seconds and at the end. The seconds spent scoring each batch (summed over the scoring threads) are appended
+    to ``scoring_seconds``.
     Outputs and scores do not depend on ``batch_size`` or ``workers`` (the methods fuse pairs independently).
     """
     from tqdm.auto import tqdm
 
     from fusebench.images import to_uint8
-    from fusebench.pipeline import Writer, loader, quantise, to_hwc
+    from fusebench.pipeline import InOrderPool, loader, quantise, to_hwc
+    from fusebench.threads import scoring_split, usable_cores
 
     share = range(len(pairs)) if indices is None else indices
     todo = [i for i in share if pairs.pairs[i].id in redo or not output_path(method, fused_dir, pairs.pairs[i]).exists()]
@@ -391,7 +394,7 @@ def fuse_pipeline(
     scores: dict[str, dict[str, float]] = {}
     state = {"claimed": claim is None, "written": False, "flushed": time.monotonic()}
 
-    def written(tag: tuple[str, float]) -> None:
+    def written(tag: tuple[str, float], _: None) -> None:
         pair_id, seconds = tag
         timings[pair_id] = seconds
         state["written"] = True
@@ -402,11 +405,18 @@ def fuse_pipeline(
             flush_timings(timings)
             state["flushed"] = time.monotonic()
 
-    if writer_threads is None:
-        from fusebench.threads import usable_cores
+    def scored(_: list[str], result: tuple[dict[str, dict[str, float]], float]) -> None:
+        scores.update(result[0])
+        if scoring_seconds is not None:
+            scoring_seconds.append(result[1])
 
-        writer_threads = max(1, min(4, usable_cores()))
-    writer = Writer(written, threads=writer_threads, limit=max(4, 2 * batch_size))
+    cores = usable_cores()
+    writer_threads = max(1, min(4, cores)) if writer_threads is None else writer_threads
+    writer = InOrderPool(written, threads=writer_threads, limit=max(4, 2 * batch_size), name="fusebench-writer")
+    # scoring: on CPU several batches at once (eager metrics scale poorly over intra-op threads); one at a time
+    # on accelerators and with compiled kernels (torch.compile is not thread-safe)
+    parallel, score_threads = scoring_split(cores) if device.type == "cpu" and not compile_metrics else (1, None)
+    scorer = InOrderPool(scored, threads=parallel, limit=2 * parallel, name="fusebench-scorer")
     groups = loader(pairs, todo, batch_size=batch_size, workers=workers, pin_memory=device.type == "cuda")
     try:
         for group in groups:
@@ -434,25 +444,25 @@ def fuse_pipeline(
             for pair, image in zip(batch, host):
                 writer.submit((pair.id, seconds), write, output_path(method, fused_dir, pair), to_hwc(image))
             if metrics:
-                scored = [j for j, pair in enumerate(batch)
-                          if output_path(method, fused_dir, pair).suffix.lower() == ".png"]
-                every = len(scored) == len(batch)
-                score_start = time.perf_counter()
-                scores.update(_score_in_memory(
-                    [batch[j].id for j in scored], [fused8[j] for j in scored],
-                    group.ir8 if every else group.ir8[scored], group.vi8 if every else group.vi8[scored],  # type: ignore[index]
-                    metrics, profile, device, compile_metrics))
-                if scoring_seconds is not None:
-                    scoring_seconds.append(time.perf_counter() - score_start)
+                png = [j for j, pair in enumerate(batch) if output_path(method, fused_dir, pair).suffix.lower() == ".png"]
+                every = len(png) == len(batch)
+                ids = [batch[j].id for j in png]
+                scorer.submit(ids, _score_in_memory, ids, [fused8[j] for j in png],
+                              group.ir8 if every else group.ir8[png], group.vi8 if every else group.vi8[png],  # type: ignore[index]
+                              metrics, profile, device, compile_metrics, score_threads)
     except BaseException:
         with contextlib.suppress(BaseException):
             writer.drain()  # the pairs fused before the error are kept, as the sequential loop keeps them
+        with contextlib.suppress(BaseException):
+            scorer.drain()
         raise
     else:
         writer.drain()
+        scorer.drain()
     finally:
         groups.close()  # stops the workers
         writer.close()
+        scorer.close()
         bar.close()
         if state["written"] and flush_timings is not None:
             flush_timings(timings)
@@ -460,12 +470,15 @@ def fuse_pipeline(
 
 
 def _score_in_memory(ids: list[str], fused8: list[torch.Tensor], ir8: torch.Tensor, vi8: torch.Tensor,
-                     metrics: list[str], profile: str, device: torch.device,
-                     compile_metrics: bool) -> dict[str, dict[str, float]]:
-    """Scores of quantised fused images (C, H, W) uint8 against the sources' 8-bit grids, on ``device``: the
-    numbers :func:`fusebench.metrics.evaluate_files` gives for the written PNGs (same grids, same batches of
-    one shape; the metrics score each image independently)."""
+                     metrics: list[str], profile: str, device: torch.device, compile_metrics: bool,
+                     threads: int | None = None) -> tuple[dict[str, dict[str, float]], float]:
+    """Scores of quantised fused images (C, H, W) uint8 against the sources' 8-bit grids, on ``device``, with
+    ``threads`` torch threads, and the seconds it took: the numbers :func:`fusebench.metrics.evaluate_files`
+    gives for the written PNGs (same grids, same batches of one shape; the metrics score each image
+    independently)."""
     from fusebench.metrics import evaluate
+
+    start = time.perf_counter()
 
     groups: dict[tuple[Any, ...], list[int]] = {}
     for j, f in enumerate(fused8):
@@ -478,10 +491,10 @@ def _score_in_memory(ids: list[str], fused8: list[torch.Tensor], ir8: torch.Tens
         f = torch.stack([fused8[j] for j in members]).to(device, non_blocking=True)
         frame = evaluate(f, ir8[members].to(device, non_blocking=True), vi8[members].to(device, non_blocking=True),
                          metrics=list(metrics), profile=profile, ids=[ids[j] for j in members], device=str(device),
-                         compile=compile_metrics)
+                         compile=compile_metrics, threads=threads)
         for j in members:
             out[ids[j]] = {n: float(frame.loc[ids[j], n]) for n in metrics}
-    return out
+    return out, time.perf_counter() - start
 
 
 # -- the score cache ---------------------------------------------------------------------------------------

@@ -69,3 +69,14 @@ def test_configure_threads_sets_torch(monkeypatch: pytest.MonkeyPatch) -> None:
         assert threads.configure_threads() == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_scoring_split_runs_up_to_four_pairs_at_once_and_shares_the_rest():
+    from fusebench.threads import scoring_split
+
+    assert scoring_split(1) == (1, 1)
+    assert scoring_split(2) == (2, 1)
+    assert scoring_split(3) == (3, 1)
+    assert scoring_split(16) == (4, 4)
+    assert scoring_split(6) == (4, 1)
+    assert scoring_split(8, max_parallel=2) == (2, 4)

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from fusebench.metrics._checks import (
 from fusebench.metrics._compile import compiled_kernels
 from fusebench.metrics._registry import get_metric, metric_info
 from fusebench.metrics.profiles import Profile, get_profile, profile_info
-from fusebench.threads import scoring_threads, torch_threads
+from fusebench.threads import scoring_split, scoring_threads, torch_threads
 
 
 def _cpu_chunk_pixels(compiled: bool, dtype: torch.dtype) -> int:
@@ -147,11 +148,13 @@ def evaluate(
             Compiling takes ~2 minutes for all metrics the first time on a machine (~25 s in later processes,
             from torch's disk cache), so it is for large datasets of one image size. The numbers agree with
             eager to rounding.
-        threads: torch intra-op threads for the scoring (restored afterwards). None (default):
+        threads: CPU threads for the scoring (torch's setting is restored afterwards). None (default):
             ``$FUSEBENCH_THREADS`` if set, else torch's current setting capped by the affinity/cgroup cores and,
             unless ``OMP_WAIT_POLICY=PASSIVE`` was set before torch started, by the cores other processes leave
             free (re-measured between calls): spinning OpenMP workers that share a core with another process
-            make every operation slow (20x measured on a 2-core machine).
+            make every operation slow (20x measured on a 2-core machine). On CPU a batch of several chunks
+            is scored a few chunks at once, each with a share of the threads
+            (:func:`fusebench.threads.scoring_split`); eager kernels only (torch.compile is not thread-safe).
 
     Returns:
         DataFrame indexed by ``ids``; ``df.attrs`` holds "profile" and "profile_info".
@@ -178,8 +181,7 @@ def evaluate(
     if len(index) != n:
         raise ValueError(f"Expected one id per image ({n}). Got {len(index)} ids.")
     dev = torch.device(device) if device is not None else imgs["fused"].device
-    with torch_threads(scoring_threads(threads)):
-        parts = _score(imgs, names, p, data_range, dev, dtype, cache, compile)
+    parts = _score(imgs, names, p, data_range, dev, dtype, cache, compile, scoring_threads(threads))
     columns = {name: np.concatenate(v) for name, v in parts.items()}
     df = pd.DataFrame(columns, index=index, columns=names)
     df.attrs["profile"] = p.name
@@ -189,17 +191,18 @@ def evaluate(
 
 
 def _score(imgs: dict[str, Tensor], names: list[str], p: Profile, data_range: float | None, dev: torch.device,
-           dtype: torch.dtype, cache: bool, compile: bool) -> dict[str, list[np.ndarray]]:
-    """Per metric, the scores of validated (N, C, H, W) images, chunk by chunk."""
+           dtype: torch.dtype, cache: bool, compile: bool, threads: int) -> dict[str, list[np.ndarray]]:
+    """Per metric, the scores of validated (N, C, H, W) images, chunk by chunk, with ``threads`` CPU threads."""
     n, _, h, w = imgs["fused"].shape
-    f, a, b = (_quantise(imgs[nm], nm, data_range, dev) for nm in ("fused", "ir", "vi"))
-    pf, pa, pb, k = _planes(f, a, b, p)
-    pf, pa, pb = (x.to(dtype) for x in (pf, pa, pb))
-    unrounded = [name for name in names if name in p.unrounded_luma]
-    if k == 1 and unrounded and 3 in (a.shape[1], b.shape[1]):  # VIFB: rgb2gray of a double source
-        exact = {"ir": _grey(a, p, rounded=False).to(dtype), "vi": _grey(b, p, rounded=False).to(dtype)}
-    else:
-        exact = {}
+    with torch_threads(threads):
+        f, a, b = (_quantise(imgs[nm], nm, data_range, dev) for nm in ("fused", "ir", "vi"))
+        pf, pa, pb, k = _planes(f, a, b, p)
+        pf, pa, pb = (x.to(dtype) for x in (pf, pa, pb))
+        unrounded = [name for name in names if name in p.unrounded_luma]
+        if k == 1 and unrounded and 3 in (a.shape[1], b.shape[1]):  # VIFB: rgb2gray of a double source
+            exact = {"ir": _grey(a, p, rounded=False).to(dtype), "vi": _grey(b, p, rounded=False).to(dtype)}
+        else:
+            exact = {}
     for name in names:
         entry = get_metric(name)
         if min(h, w) < entry.min_size:
@@ -210,25 +213,36 @@ def _score(imgs: dict[str, Tensor], names: list[str], p: Profile, data_range: fl
     chunks = -(-n // step)
     # equal-sized chunks (sizes differ by at most one): fewer distinct shapes for compiled kernels
     starts = [i * n // chunks for i in range(chunks + 1)]
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    with trusted_inputs(), compiled_kernels(compile):  # inputs validated and quantised above
-        for i, end in itertools.pairwise(starts):
-            with shared_intermediates() if cache else contextlib.nullcontext():
-                sl = slice(i * k, end * k)
-                m = end - i
-                cf, ca, cb = pf[sl], pa[sl], pb[sl]
-                for name in names:
-                    entry, opts = get_metric(name), p.options_for(name)
-                    if k == 3 and name in p.side_by_side:  # VIFB indexes an RGB image as an M x 3N matrix
-                        wide = cf.reshape(m, 3, h, w).permute(0, 2, 1, 3).reshape(m, 1, h, 3 * w)
-                        vals = entry.factory(wide, data_range=255.0, **opts)
-                    elif exact and name in unrounded:
-                        vals = entry.factory(cf, exact["ir"][sl], exact["vi"][sl], data_range=255.0, **opts)
-                    else:
-                        with integer_inputs():  # quantised levels: exact shared sums for the global statistics
-                            vals = entry.factory(cf, ca, cb, data_range=255.0, **opts).reshape(m, k).mean(1)
-                    parts[name].append(vals.double().cpu().numpy())
-    return parts
+
+    def score_chunk(i: int, end: int, chunk_threads: int) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        # the scopes are entered here: context variables do not follow a chunk into a pool thread
+        with torch_threads(chunk_threads), trusted_inputs(), compiled_kernels(compile), \
+                shared_intermediates() if cache else contextlib.nullcontext():  # inputs validated, quantised
+            sl = slice(i * k, end * k)
+            m = end - i
+            cf, ca, cb = pf[sl], pa[sl], pb[sl]
+            for name in names:
+                entry, opts = get_metric(name), p.options_for(name)
+                if k == 3 and name in p.side_by_side:  # VIFB indexes an RGB image as an M x 3N matrix
+                    wide = cf.reshape(m, 3, h, w).permute(0, 2, 1, 3).reshape(m, 1, h, 3 * w)
+                    vals = entry.factory(wide, data_range=255.0, **opts)
+                elif exact and name in unrounded:
+                    vals = entry.factory(cf, exact["ir"][sl], exact["vi"][sl], data_range=255.0, **opts)
+                else:
+                    with integer_inputs():  # quantised levels: exact shared sums for the global statistics
+                        vals = entry.factory(cf, ca, cb, data_range=255.0, **opts).reshape(m, k).mean(1)
+                out[name] = vals.double().cpu().numpy()
+        return out
+
+    spans = list(itertools.pairwise(starts))
+    parallel, per_chunk = scoring_split(threads) if dev.type == "cpu" and not compile else (1, threads)
+    if parallel > 1 and len(spans) > 1:
+        with ThreadPoolExecutor(min(parallel, len(spans)), thread_name_prefix="fusebench-metrics") as pool:
+            results = list(pool.map(lambda span: score_chunk(*span, per_chunk), spans))
+    else:
+        results = [score_chunk(i, end, threads) for i, end in spans]
+    return {name: [r[name] for r in results] for name in names}
 
 
 def _evaluate_list(fused: Any, ir: Any, vi: Any, *, ids: Sequence[Any] | None, **kw: Any) -> pd.DataFrame:

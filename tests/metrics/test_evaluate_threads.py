@@ -34,9 +34,33 @@ def test_explicit_threads_are_used_and_restored(triple, monkeypatch):
     before = torch.get_num_threads()
     one = M.evaluate(*triple, threads=1)
     two = M.evaluate(*triple, threads=2)
-    assert seen == [1, 2]
+    assert seen == [1, 1, 2, 2]  # quantisation, then the batch's one chunk
     assert torch.get_num_threads() == before
     pd.testing.assert_frame_equal(one, two, check_exact=False, rtol=1e-12)
+
+
+def test_chunks_are_scored_in_parallel_threads_with_the_same_numbers(monkeypatch):
+    """A CPU batch of several chunks runs scoring_split(threads) chunks at once, one torch thread each."""
+    import threading
+
+    batch = random_triple(np.random.default_rng(5), 48, 56, n=5)
+    monkeypatch.setattr(evaluate_module, "_cpu_chunk_pixels", lambda compiled, dtype: 48 * 56)  # 1 image a chunk
+    seen: list[tuple[str, int]] = []
+    real = _threads.torch_threads
+
+    def spy(n):
+        seen.append((threading.current_thread().name.split("_")[0], n))
+        return real(n)
+
+    monkeypatch.setattr(evaluate_module, "torch_threads", spy)
+    serial = M.evaluate(*batch, threads=1)
+    assert {name for name, _ in seen} == {"MainThread"}
+    seen.clear()
+    parallel = M.evaluate(*batch, threads=2)
+    assert seen[0] == ("MainThread", 2)
+    assert sorted(seen[1:]) == [("fusebench-metrics", 1)] * 5  # five chunks, two at a time, one thread each
+    pd.testing.assert_frame_equal(serial, parallel, check_exact=False, rtol=1e-12)
+    assert list(parallel.index) == list(range(5))
 
 
 def test_default_threads_follow_usable_cores_capped_by_torch(monkeypatch):
@@ -83,4 +107,4 @@ def test_evaluate_files_passes_threads(shared_data, monkeypatch, triples):
     monkeypatch.setattr(evaluate_module, "torch_threads", lambda n: seen.append(n) or real(n))
     d = shared_data / "triples" / "tno_05_piafusion"
     M.evaluate_files([("x", d / "fused.png", d / "ir.png", d / "vi.png")], metrics=["EN", "SD"], threads=1)
-    assert seen == [1]
+    assert seen == [1, 1]  # quantisation, then the one chunk
