@@ -34,6 +34,20 @@ def test_run_speed_compares_the_loop_and_the_pipeline(tmp_path, folder_dataset) 
     assert set(result["speedup_vs_sequential"]) == {"pipeline_b1", "pipeline_b2"}
 
 
+def test_run_vs_revision_times_the_command_against_an_exported_revision(tmp_path, folder_dataset) -> None:
+    out = tmp_path / "run_vs_head.json"
+    result = _script("run_vs_revision").main(["--rev", "HEAD", "--dataset", str(folder_dataset), "--metrics", "EN,SD",
+                                              "--repeats", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert len(saved["revision"]["commit"]) == 40
+    assert all(len(saved["runs"][k]) == 1 and saved["runs"][k][0]["wall_s"] > 0 for k in ("revision", "current"))
+    assert "metrics_total" in saved["runs"]["current"][0]["timings"]
+    assert saved["speedup"] == pytest.approx(saved["median_wall_s"]["revision"] / saved["median_wall_s"]["current"],
+                                             rel=1e-2)
+    assert saved["max_relative_score_difference"] <= 1e-12  # the same metrics code scores the same
+
+
 def test_maefuse_speed_at_a_tiny_size(tmp_path) -> None:
     out = tmp_path / "maefuse_speed.json"
     _script("maefuse_speed").main(["--arch", "test", "--size", "32x32", "--batch-sizes", "1,2", "--device", "cpu",
