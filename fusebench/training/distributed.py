@@ -7,8 +7,10 @@ gradients, and each rank takes its share of every global batch (``StepBatchSampl
 train the weights one process would with the same global batch. Rank 0 alone writes files.
 
 Two pieces keep that equivalence where a loss or layer looks at the whole batch: :func:`batch_mean`
-(a differentiable all-reduce of a batch statistic before a non-linear function of it) and
-:class:`DistBatchNorm2d` (BatchNorm over the global batch; torch's SyncBatchNorm runs on GPUs only).
+(a differentiable all-reduce of a batch statistic before a non-linear function of it, e.g. the normaliser
+of MaeFuse's content alignment loss) and :class:`DistBatchNorm2d` (BatchNorm over the global batch; torch's
+SyncBatchNorm runs on GPUs only). Random draws per sample (MAE masks) follow the batches: every rank draws
+those of the whole global batch from (seed, step) and keeps its share's rows.
 """
 
 from __future__ import annotations

@@ -232,13 +232,16 @@ class MaskedAutoencoder(nn.Module):
 
     # -- pre-training ----------------------------------------------------------------------------------------
     def forward_pretrain(
-        self, x: Tensor, mask_ratio: float = 0.75, pos_offset: tuple[int, int] = (0, 0)
+        self, x: Tensor, mask_ratio: float = 0.75, pos_offset: tuple[int, int] = (0, 0),
+        noise: Tensor | None = None,
     ) -> Tensor:
         """MAE loss: per-patch pixel MSE in normalised space, averaged over masked patches.
 
         ``mask_ratio=0`` decodes every patch from the full encoding and averages over all patches (the
-        MaeFuse decoder retraining). Masking follows the official per-sample random shuffle. ``pos_offset``
-        shifts both position tables (crops then stand in for any place in a large image).
+        MaeFuse decoder retraining). Masking follows the official per-sample random shuffle: each sample keeps
+        the patches of its smallest ``noise`` (N, h*w) values, drawn from the global generator when None (a
+        caller passes its own so that data-parallel ranks can take their rows of one global draw).
+        ``pos_offset`` shifts both position tables (crops then stand in for any place in a large image).
         """
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
@@ -249,7 +252,11 @@ class MaskedAutoencoder(nn.Module):
         if mask_ratio == 0.0:
             pred = self.decode_tokens(self.norm(self._run(self.blocks, tokens)), grid, pos_offset)
             return ((pred.float() - target.float()) ** 2).mean()
-        order = torch.rand(n, length, device=x.device).argsort(dim=1)
+        if noise is None:
+            noise = torch.rand(n, length, device=x.device)
+        elif noise.shape != (n, length):
+            raise ValueError(f"noise must have shape {(n, length)}, got {tuple(noise.shape)}")
+        order = noise.argsort(dim=1)
         restore = order.argsort(dim=1)
         kept = torch.gather(tokens, 1, order[:, :keep, None].expand(-1, -1, dim))
         latent = self.decoder_embed(self.norm(self._run(self.blocks, kept)))

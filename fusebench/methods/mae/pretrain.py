@@ -17,9 +17,9 @@ does not grow with the folder and the batches are those of the pre-pipeline loop
 which decodes every image up front). Losses are read back at log steps only. Checkpoints hold the trained
 weights, the optimiser and the RNG state; with ``decoder_only`` the frozen encoder is referred to by its
 sha256. Fused AdamW and TF32 on CUDA. Under ``torchrun`` the model runs in DistributedDataParallel and
-each rank takes its share of every global batch (rank 0 writes the files); the decoder-only recipe then
-matches one process to float tolerance, while masked pre-training draws each rank's masks from its own
-random stream (the same distribution, not the same masks as one process).
+each rank takes its share of every global batch (rank 0 writes the files), crops and masks alike: every rank
+draws the mask noise of the whole global batch from (seed, step) and keeps its rows (:func:`mask_noise`), so
+both recipes match one process to float tolerance, and a resumed run draws the masks it would have drawn.
 """
 
 from __future__ import annotations
@@ -197,6 +197,16 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
+def mask_noise(seed: int, step: int, batch_size: int, length: int, rank: int = 0, world: int = 1,
+               device: torch.device | str = "cpu") -> Tensor:
+    """This rank's rows ``rank::world`` (the rows of its crops) of step ``step``'s mask noise, drawn for the
+    whole global batch (``batch_size`` x ``length`` patches) on every rank from a generator of (seed, step):
+    ``world`` ranks hide the patches one process hides, and a resumed run needs no RNG state for them. One
+    process draws the masks it drew before (``torch.rand`` after ``torch.manual_seed`` of the same number)."""
+    gen = torch.Generator(device).manual_seed(seed * 1_000_003 + step)
+    return torch.rand(batch_size, length, generator=gen, device=device)[rank::world]
+
+
 class CropPlans:
     """Batch sampler of this rank's crop specs for steps ``start`` .. ``stop`` - 1 (see :class:`ImageCrops`)."""
 
@@ -261,8 +271,8 @@ class _Pretrain(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor, mask_ratio: float, offset: tuple[int, int]) -> Tensor:
-        return self.model.forward_pretrain(x, mask_ratio, pos_offset=offset)
+    def forward(self, x: Tensor, mask_ratio: float, offset: tuple[int, int], noise: Tensor | None) -> Tensor:
+        return self.model.forward_pretrain(x, mask_ratio, pos_offset=offset, noise=noise)
 
 
 def _versions() -> dict[str, str]:
@@ -352,12 +362,12 @@ def pretrain(
             int(torch.randint(span, (1,), generator=gen)),
             int(torch.randint(span, (1,), generator=gen)),
         )
-        # the mask shuffle; ranks of a distributed run each draw their own
-        torch.manual_seed(seed * 1_000_003 + step if size == 1 else (seed * 1_000_003 + step) * 4099 + rank)
+        patches = x.shape[-2] * x.shape[-1] // model.patch_size**2
+        noise = mask_noise(seed, step, cfg.batch_size, patches, rank, size, device) if cfg.mask_ratio else None
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         with autocast(device, cfg.precision):
-            loss = runner(x.to(device, non_blocking=True), cfg.mask_ratio, offset)
+            loss = runner(x.to(device, non_blocking=True), cfg.mask_ratio, offset, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

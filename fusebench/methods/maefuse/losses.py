@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fusebench.training.distributed import batch_mean
+
 FusionLossName = Literal["paper", "official"]
 
 # Correlation kernels (as the official code's conv2d): Sobel x, Sobel y, 8-neighbour Laplacian.
@@ -60,12 +62,16 @@ def content_alignment_loss(tokens: Tensor, phi_v: Tensor, phi_i: Tensor) -> dict
     by matching the offset alone, and the decoded alignment output is a content-free grid (CC ~ 0 with
     the sources). Here the offset term (MSE of the per-image token means) and the content term (MSE of
     the centred tokens, relative to the target's centred energy, so 1 = no content) weigh equally.
+
+    The energy is the global batch's under DDP (equal shares, all-reduced): each rank's content term is then
+    its share's MSE over the global constant, and DDP's average of the ranks' gradients is one process's.
     """
     target = (phi_v + phi_i) / 2
     t_mean, g_mean = tokens.mean(1, keepdim=True), target.mean(1, keepdim=True)
     offset = F.mse_loss(t_mean, g_mean)
     centred = target - g_mean
-    content = F.mse_loss(tokens - t_mean, centred) / centred.pow(2).mean().detach().clamp_min(1e-12)
+    energy = batch_mean(centred.pow(2).mean().detach())
+    content = F.mse_loss(tokens - t_mean, centred) / energy.clamp_min(1e-12)
     return {"loss": offset + content, "offset": offset, "content": content}
 
 
