@@ -34,9 +34,20 @@ class ImageError(ValueError):
 
 
 def exif_orientation(img: Image.Image) -> int:
-    """The EXIF orientation tag (1 = as stored; 2-8 = mirrored and/or rotated), 1 when there is none."""
+    """The EXIF orientation tag (1 = as stored; 2-8 = mirrored and/or rotated), 1 when there is none.
+
+    For a PNG only an eXIf chunk before the image data counts (where Pillow and the PNG specification put it):
+    Pillow would decode the whole image to look for one after it, which made checking the sizes of a
+    dataset's PNGs cost a full decode of each.
+    """
     try:
-        value = int(img.getexif().get(_ORIENTATION, 1))
+        if img.format == "PNG":
+            exif = Image.Exif()
+            if img.info.get("exif"):
+                exif.load(img.info["exif"])
+        else:
+            exif = img.getexif()
+        value = int(exif.get(_ORIENTATION, 1))
     except (TypeError, ValueError, OSError):  # a malformed EXIF block: treat the image as stored
         return 1
     return value if 1 <= value <= 8 else 1

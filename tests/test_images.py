@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from fusebench.images import ImageError, read_image, write_png
 
@@ -70,14 +70,27 @@ def test_written_files_get_umask_permissions(tmp_path) -> None:
     (8, lambda a: np.rot90(a, 1)),  # rotate 90 counter-clockwise to display
     (2, lambda a: a[:, ::-1]),  # mirrored
 ])
-def test_exif_orientation_is_applied(tmp_path, orientation, expected) -> None:
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_orientation_is_applied(tmp_path, monkeypatch, orientation, expected, suffix) -> None:
+    from fusebench.images import image_size
+
     stored = np.random.default_rng(orientation).integers(0, 256, (16, 24, 3), dtype=np.uint8)
     exif = Image.Exif()
     exif[0x0112] = orientation
-    Image.fromarray(stored).save(tmp_path / "vi.jpg", exif=exif.tobytes(), quality=95)
-    decoded = np.asarray(Image.open(tmp_path / "vi.jpg"))  # the pixels as stored, before rotation
-    out = read_image(tmp_path / "vi.jpg")
+    path = tmp_path / f"vi{suffix}"
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), **({"quality": 95} if suffix == ".jpg" else {}))
+    decoded = np.asarray(Image.open(path))  # the pixels as stored, before rotation
+    out = read_image(path)
     np.testing.assert_array_equal(out, expected(decoded).astype(np.float32) / 255)
+    with monkeypatch.context() as m:  # the size comes from the header: decoding the pixels fails the test
+        m.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail(f"{path.name} was decoded"))
+        assert image_size(path) == (out.shape[1], out.shape[0])
+
+
+def test_image_size_of_a_png_without_exif_reads_the_header_only(tmp_path, monkeypatch) -> None:
+    """Pillow decodes a whole PNG to look for EXIF after the pixels; checking a dataset's sizes must not."""
     from fusebench.images import image_size
 
-    assert image_size(tmp_path / "vi.jpg") == (out.shape[1], out.shape[0])
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(tmp_path / "ir.png")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("the pixels were decoded"))
+    assert image_size(tmp_path / "ir.png") == (7, 5)
