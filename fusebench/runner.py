@@ -44,6 +44,7 @@ import json
 import math
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -371,17 +372,17 @@ def fuse_pipeline(
     DataLoader workers decode and validate the pairs (``indices``: dataset positions, default all), batches
     hold up to ``batch_size`` pairs of one size, the fused images are quantised to 8 bits on the device and
     scored there with ``metrics`` (PNG outputs only: the numbers equal scoring the written file), while a
-    thread pool writes them. On CPU, batches are scored in a thread pool too, several at once with few torch
-    threads each (:func:`fusebench.threads.scoring_split`). Methods with ``fuse_files`` read their own files.
+    thread pool writes them. On CPU, batches are scored by worker processes, several at once with few torch
+    threads each (:func:`fusebench.pipeline.scoring_executor`). Methods with ``fuse_files`` read their own files.
     ``claim()`` runs before the first write, ``on_fused(id)`` after each; ``flush_timings(timings)`` every few
-    seconds and at the end. The seconds spent scoring each batch (summed over the scoring threads) are appended
+    seconds and at the end. The seconds spent scoring each batch (summed over the scoring workers) are appended
     to ``scoring_seconds``.
     Outputs and scores do not depend on ``batch_size`` or ``workers`` (the methods fuse pairs independently).
     """
     from tqdm.auto import tqdm
 
     from fusebench.images import to_uint8
-    from fusebench.pipeline import InOrderPool, loader, quantise, to_hwc
+    from fusebench.pipeline import InOrderPool, loader, quantise, scoring_executor, to_hwc
     from fusebench.threads import scoring_split, usable_cores
 
     share = range(len(pairs)) if indices is None else indices
@@ -410,13 +411,16 @@ def fuse_pipeline(
         if scoring_seconds is not None:
             scoring_seconds.append(result[1])
 
-    cores = usable_cores()
+    cores = min(usable_cores(), torch.get_num_threads())  # --threads caps the scoring workers too
     writer_threads = max(1, min(4, cores)) if writer_threads is None else writer_threads
-    writer = InOrderPool(written, threads=writer_threads, limit=max(4, 2 * batch_size), name="fusebench-writer")
-    # scoring: on CPU several batches at once (eager metrics scale poorly over intra-op threads); one at a time
-    # on accelerators and with compiled kernels (torch.compile is not thread-safe)
-    parallel, score_threads = scoring_split(cores) if device.type == "cpu" and not compile_metrics else (1, None)
-    scorer = InOrderPool(scored, threads=parallel, limit=2 * parallel, name="fusebench-scorer")
+    # scoring: on CPU several batches at once in worker processes (eager metrics scale poorly over intra-op
+    # threads), started before any other thread; on accelerators and with compiled kernels one at a time
+    cpu_workers = device.type == "cpu" and not compile_metrics and bool(metrics)
+    parallel, score_threads = scoring_split(cores) if cpu_workers else (1, None)
+    scorer = InOrderPool(scored, scoring_executor(parallel, score_threads) if cpu_workers
+                         else ThreadPoolExecutor(1, thread_name_prefix="fusebench-scorer"), limit=2 * parallel)
+    writer = InOrderPool(written, ThreadPoolExecutor(writer_threads, thread_name_prefix="fusebench-writer"),
+                         limit=max(4, 2 * batch_size))
     groups = loader(pairs, todo, batch_size=batch_size, workers=workers, pin_memory=device.type == "cuda")
     try:
         for group in groups:
@@ -447,9 +451,13 @@ def fuse_pipeline(
                 png = [j for j, pair in enumerate(batch) if output_path(method, fused_dir, pair).suffix.lower() == ".png"]
                 every = len(png) == len(batch)
                 ids = [batch[j].id for j in png]
-                scorer.submit(ids, _score_in_memory, ids, [fused8[j] for j in png],
-                              group.ir8 if every else group.ir8[png], group.vi8 if every else group.vi8[png],  # type: ignore[index]
-                              metrics, profile, device, compile_metrics, score_threads)
+                f8: list[Any] = [fused8[j] for j in png]
+                a8: Any = group.ir8 if every else group.ir8[png]  # type: ignore[index]
+                b8: Any = group.vi8 if every else group.vi8[png]  # type: ignore[index]
+                if cpu_workers:  # to another process as plain arrays (no shared-memory tensors to clean up)
+                    f8, a8, b8 = [t.numpy() for t in f8], a8.numpy(), b8.numpy()
+                scorer.submit(ids, _score_in_memory, ids, f8, a8, b8, metrics, profile, device, compile_metrics,
+                              score_threads)
     except BaseException:
         with contextlib.suppress(BaseException):
             writer.drain()  # the pairs fused before the error are kept, as the sequential loop keeps them
@@ -469,16 +477,17 @@ def fuse_pipeline(
     return len(todo), len(share) - len(todo), scores
 
 
-def _score_in_memory(ids: list[str], fused8: list[torch.Tensor], ir8: torch.Tensor, vi8: torch.Tensor,
+def _score_in_memory(ids: list[str], fused8: list[Any], ir8: Any, vi8: Any,
                      metrics: list[str], profile: str, device: torch.device, compile_metrics: bool,
                      threads: int | None = None) -> tuple[dict[str, dict[str, float]], float]:
-    """Scores of quantised fused images (C, H, W) uint8 against the sources' 8-bit grids, on ``device``, with
-    ``threads`` torch threads, and the seconds it took: the numbers :func:`fusebench.metrics.evaluate_files`
+    """Scores of quantised fused images (C, H, W) uint8 against the sources' 8-bit grids (tensors or numpy
+    arrays), on ``device``, with ``threads`` torch threads, and the seconds it took: the numbers :func:`fusebench.metrics.evaluate_files`
     gives for the written PNGs (same grids, same batches of one shape; the metrics score each image
     independently)."""
     from fusebench.metrics import evaluate
 
     start = time.perf_counter()
+    fused8, ir8, vi8 = [torch.as_tensor(f) for f in fused8], torch.as_tensor(ir8), torch.as_tensor(vi8)
 
     groups: dict[tuple[Any, ...], list[int]] = {}
     for j, f in enumerate(fused8):

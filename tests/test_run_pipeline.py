@@ -226,3 +226,37 @@ def test_cli_batch_size_workers_and_the_sequential_loop(tmp_path, mixed) -> None
     assert bad.exit_code != 0 and "need the pipeline" in bad.output
     bad = CliRunner().invoke(main, [*base, "--batch-size", "0"])
     assert bad.exit_code != 0 and "--batch-size" in bad.output
+
+
+def _worker_state() -> tuple[int, int]:
+    return os.getpid(), torch.get_num_threads()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scoring processes are forked on Linux only")
+def test_scoring_workers_are_forked_processes_with_their_share_of_threads() -> None:
+    from fusebench.pipeline import scoring_executor
+
+    pool = scoring_executor(2, 1)
+    try:
+        states = {pool.submit(_worker_state).result() for _ in range(8)}
+    finally:
+        pool.shutdown()
+    assert os.getpid() not in {pid for pid, _ in states} and {threads for _, threads in states} == {1}
+
+
+def test_a_scoring_process_that_dies_is_reported_and_the_results_before_it_kept() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from fusebench.pipeline import InOrderPool
+
+    done: list[tuple[str, object]] = []
+    pool = InOrderPool(lambda tag, result: done.append((tag, result)), ProcessPoolExecutor(1), limit=4)
+    try:
+        pool.submit("first", abs, -3)
+        pool.drain()
+        pool.submit("killed", os._exit, 1)
+        with pytest.raises(RuntimeError, match="a scoring process ended unexpectedly"):
+            pool.drain()
+    finally:
+        pool.close()
+    assert done == [("first", 3)]
