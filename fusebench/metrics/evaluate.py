@@ -32,7 +32,7 @@ from fusebench.metrics._checks import (
 from fusebench.metrics._compile import compiled_kernels
 from fusebench.metrics._registry import get_metric, metric_info
 from fusebench.metrics.profiles import Profile, get_profile, profile_info
-from fusebench.threads import scoring_split, scoring_threads, torch_threads
+from fusebench.threads import scoring_split, scoring_threads, torch_threads, workers_sleep
 
 
 def _cpu_chunk_pixels(compiled: bool, dtype: torch.dtype) -> int:
@@ -154,7 +154,9 @@ def evaluate(
             free (re-measured between calls): spinning OpenMP workers that share a core with another process
             make every operation slow (20x measured on a 2-core machine). On CPU a batch of several chunks
             is scored a few chunks at once, each with a share of the threads
-            (:func:`fusebench.threads.scoring_split`); eager kernels only (torch.compile is not thread-safe).
+            (:func:`fusebench.threads.scoring_split`; eager kernels only: torch.compile is not thread-safe);
+            a single chunk uses them all as intra-op threads only while OpenMP's idle workers spin (with
+            ``OMP_WAIT_POLICY=PASSIVE`` they wake up for every operation, which made 2 threads slower than 1).
 
     Returns:
         DataFrame indexed by ``ids``; ``df.attrs`` holds "profile" and "profile_info".
@@ -237,11 +239,16 @@ def _score(imgs: dict[str, Tensor], names: list[str], p: Profile, data_range: fl
 
     spans = list(itertools.pairwise(starts))
     parallel, per_chunk = scoring_split(threads) if dev.type == "cpu" and not compile else (1, threads)
+    if len(spans) == 1 and not workers_sleep():
+        # one chunk: intra-op threads pay only while OpenMP's idle workers spin; sleeping ones wake up for each
+        # of thousands of small operations (640x480: 2 threads 284 ms a pair, 1 thread 164 ms; 1280x1024:
+        # 1267 vs 846 ms; spinning, 2 threads: 112 and 487 ms)
+        per_chunk = threads
     if parallel > 1 and len(spans) > 1:
         with ThreadPoolExecutor(min(parallel, len(spans)), thread_name_prefix="fusebench-metrics") as pool:
             results = list(pool.map(lambda span: score_chunk(*span, per_chunk), spans))
     else:
-        results = [score_chunk(i, end, threads) for i, end in spans]
+        results = [score_chunk(i, end, per_chunk) for i, end in spans]
     return {name: [r[name] for r in results] for name in names}
 
 

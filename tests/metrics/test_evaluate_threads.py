@@ -31,12 +31,17 @@ def test_explicit_threads_are_used_and_restored(triple, monkeypatch):
         return real(n)
 
     monkeypatch.setattr(evaluate_module, "torch_threads", spy)
+    monkeypatch.setattr(evaluate_module, "workers_sleep", lambda: False)
     before = torch.get_num_threads()
     one = M.evaluate(*triple, threads=1)
     two = M.evaluate(*triple, threads=2)
     assert seen == [1, 1, 2, 2]  # quantisation, then the batch's one chunk
     assert torch.get_num_threads() == before
     pd.testing.assert_frame_equal(one, two, check_exact=False, rtol=1e-12)
+    seen.clear()  # OpenMP workers that sleep: the one chunk runs on one thread (intra-op threads cost more)
+    monkeypatch.setattr(evaluate_module, "workers_sleep", lambda: True)
+    pd.testing.assert_frame_equal(M.evaluate(*triple, threads=2), two, check_exact=False, rtol=1e-12)
+    assert seen == [2, 1]
 
 
 def test_chunks_are_scored_in_parallel_threads_with_the_same_numbers(monkeypatch):
