@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import tempfile
 import warnings
@@ -277,8 +278,15 @@ def scoring_executor(parallel: int, threads: int) -> Executor:
         return ThreadPoolExecutor(parallel, thread_name_prefix="fusebench-scorer",
                                   initializer=torch.set_num_threads, initargs=(threads,))
     pool = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("fork"),
-                               initializer=torch.set_num_threads, initargs=(threads,))
+                               initializer=_scoring_process, initargs=(threads,))
     with warnings.catch_warnings():  # Python >= 3.12 warns about fork() beside torch's idle OpenMP threads
         warnings.simplefilter("ignore", DeprecationWarning)
         pool.submit(int).result()  # fork every worker now: with the "fork" context they all start at once
     return pool
+
+
+def _scoring_process(threads: int) -> None:
+    """A scoring process: ``threads`` torch threads; Ctrl-C is the main process's to handle (it stops the run
+    and waits for the batches already handed out), so a worker does not die mid-batch with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
