@@ -225,8 +225,8 @@ def write_with(write: Callable[[str | os.PathLike[str], np.ndarray], None], path
 
 
 class InOrderPool:
-    """Runs tasks in background threads; ``on_done(tag, result)`` runs in the caller's thread for each finished
-    task, in submission order.
+    """Runs tasks in ``pool`` (threads or processes); ``on_done(tag, result)`` runs in the caller's thread for
+    each finished task, in submission order.
 
     At most ``limit`` tasks are pending (then :meth:`submit` waits for the oldest). :meth:`drain` waits for
     every pending task, so an interrupted run keeps each pair fused before the interruption.
@@ -247,7 +247,7 @@ class InOrderPool:
         try:
             result = future.result()  # a task's error is raised here
         except BrokenProcessPool as exc:
-            raise RuntimeError("a scoring process ended unexpectedly (killed, or out of memory?); the pairs "
+            raise RuntimeError("a worker process ended unexpectedly (killed, or out of memory?); the pairs "
                                "fused so far are kept, run the command again to resume") from exc
         self.on_done(tag, result)
 

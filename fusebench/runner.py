@@ -481,9 +481,9 @@ def _score_in_memory(ids: list[str], fused8: list[Any], ir8: Any, vi8: Any,
                      metrics: list[str], profile: str, device: torch.device, compile_metrics: bool,
                      threads: int | None = None) -> tuple[dict[str, dict[str, float]], float]:
     """Scores of quantised fused images (C, H, W) uint8 against the sources' 8-bit grids (tensors or numpy
-    arrays), on ``device``, with ``threads`` torch threads, and the seconds it took: the numbers :func:`fusebench.metrics.evaluate_files`
-    gives for the written PNGs (same grids, same batches of one shape; the metrics score each image
-    independently)."""
+    arrays), on ``device``, with ``threads`` torch threads, and the seconds it took: the numbers
+    :func:`fusebench.metrics.evaluate_files` gives for the written PNGs (same grids, same batches of one shape;
+    the metrics score each image independently)."""
     from fusebench.metrics import evaluate
 
     start = time.perf_counter()

@@ -244,7 +244,7 @@ def test_scoring_workers_are_forked_processes_with_their_share_of_threads() -> N
     assert os.getpid() not in {pid for pid, _ in states} and {threads for _, threads in states} == {1}
 
 
-def test_a_scoring_process_that_dies_is_reported_and_the_results_before_it_kept() -> None:
+def test_a_worker_process_that_dies_is_reported_and_the_results_before_it_kept() -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     from fusebench.pipeline import InOrderPool
@@ -255,7 +255,7 @@ def test_a_scoring_process_that_dies_is_reported_and_the_results_before_it_kept(
         pool.submit("first", abs, -3)
         pool.drain()
         pool.submit("killed", os._exit, 1)
-        with pytest.raises(RuntimeError, match="a scoring process ended unexpectedly"):
+        with pytest.raises(RuntimeError, match="a worker process ended unexpectedly"):
             pool.drain()
     finally:
         pool.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -326,7 +326,8 @@ def evaluate_files(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(unit="pair", desc=f"metrics ({p.name})")
+        bar = tqdm(unit="pair", desc=f"metrics ({p.name})",
+                   total=len(triples) if isinstance(triples, Sized) else None)
 
     def flush(key: tuple[int, ...]) -> None:
         nonlocal n_pending

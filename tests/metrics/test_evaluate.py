@@ -137,6 +137,14 @@ def test_evaluate_files_streams_and_keeps_order(shared_data, triples):
     assert df.loc["again"].equals(df.loc["tno_05_piafusion"])
 
 
+def test_evaluate_files_progress_shows_the_total_of_a_list(shared_data, capsys):
+    items = _triples_on_disk(shared_data, ["tno_05_piafusion", "msrs_00537D_cddvariant"])
+    M.evaluate_files(items, metrics=["EN"], progress=True)
+    assert "2/2" in capsys.readouterr().err
+    M.evaluate_files(iter(items), metrics=["EN"], progress=True)  # an iterator: no length, a count only
+    assert "2/2" not in capsys.readouterr().err
+
+
 def test_evaluate_files_errors_name_the_file(shared_data, tmp_path):
     good = _triples_on_disk(shared_data, ["tno_05_piafusion"])[0]
     missing = tmp_path / "nope.png"
