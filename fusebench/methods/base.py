@@ -115,7 +115,9 @@ def method_options(name: str) -> MethodOptions:
     """The options method ``name`` declares: its factory's keyword parameters, following a factory that
     passes ``**kwargs`` on to a class or builder (``LaplacianFusion(**kwargs)``) to that one's parameters.
 
-    A ``options`` mapping in the registration metadata (name -> default) replaces the inspection.
+    A ``options`` mapping in the registration metadata (name -> default) replaces the inspection; a ``model``
+    class there (a factory that hands the keywords it does not take itself to a builder of that class) adds
+    the class's keyword parameters, and the options are then open only if the class takes ``**kwargs``.
     """
     entry = METHODS.get(name)
     declared = entry.meta.get("options")
@@ -124,6 +126,9 @@ def method_options(name: str) -> MethodOptions:
         return MethodOptions(entry.name, opts, open=False)
     found: dict[str, MethodOption] = {}
     is_open = _collect_options(entry.factory, found, skip=0, depth=0)
+    model = entry.meta.get("model")
+    if model is not None:
+        is_open = _collect_options(model, found, skip=0, depth=0)
     return MethodOptions(entry.name, tuple(found.values()), open=is_open)
 
 

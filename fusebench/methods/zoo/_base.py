@@ -134,12 +134,14 @@ def official_loader(
 
 
 def register_zoo(
-    name: str, *, pretrained: PretrainedCfg, description: str
+    name: str, *, model: type[ZooMethod], pretrained: PretrainedCfg, description: str
 ) -> Callable[[Callable[..., ZooMethod]], Callable[..., ZooMethod]]:
-    """Register a zoo network's builder; its metadata carries the pretrained config (listed by the CLI)."""
+    """Register a zoo network's builder; its metadata carries the pretrained config (listed by the CLI) and
+    the class it builds, whose keyword parameters are the method's options besides ``weights`` and
+    ``random_init`` (so ``fusebench info`` lists them and a misspelt ``--set`` fails)."""
     return register_method(
         name, description=description, trainable=False, paper=pretrained.paper, pretrained=pretrained,
-        license=pretrained.license,
+        license=pretrained.license, model=model,
     )
 
 

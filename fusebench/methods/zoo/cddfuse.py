@@ -322,8 +322,8 @@ class CDDFuse(ZooMethod):
     vi_reader: ClassVar[Reader] = "cv2_float_gray_round"
     out_channels: ClassVar[int] = 1
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self) -> None:
+        super().__init__()
         self.DIDF_Encoder = RestormerEncoder()
         self.DIDF_Decoder = RestormerDecoder()
         self.BaseFuseLayer = BaseFeatureExtraction(dim=64, num_heads=8)
@@ -362,7 +362,7 @@ def _load(model: ZooMethod, paths: list[Path]) -> None:
         load_strict(model, key, load_official(paths[0], key=key, strip_prefix="module."), paths[0])
 
 
-@register_zoo("cddfuse", pretrained=PRETRAINED,
+@register_zoo("cddfuse", model=CDDFuse, pretrained=PRETRAINED,
               description="CDDFuse (CVPR 2023), official IVF model and test pipeline")
 def cddfuse(**kwargs: Any) -> CDDFuse:
     """CDDFuse with its official weights (``weights=`` a local ``CDDFuse_IVF.pth``, else downloaded)."""

@@ -347,8 +347,7 @@ def float_to_uint8(x: np.ndarray, negatives: Literal["wrap", "saturate"] = "wrap
     return (np.trunc(x).astype(np.int64) % 256).astype(np.uint8)
 
 
-@register_zoo(
-    "datfuse", pretrained=PRETRAINED,
+@register_zoo("datfuse", model=DATFuse, pretrained=PRETRAINED,
     description="DATFuse (TCSVT 2023), official weights, official Test.py pipeline (PIL grey, tanh, uint8 wrap)",
 )
 def datfuse(weights: str | Path | None = None, random_init: bool = False, **options: object) -> DATFuse:

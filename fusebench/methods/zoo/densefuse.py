@@ -141,8 +141,7 @@ class DenseFuse(ZooMethod):
 _load = official_loader("net")  # a plain state dict of DenseFuse_net
 
 
-@register_zoo(
-    "densefuse",
+@register_zoo("densefuse", model=DenseFuse,
     pretrained=PRETRAINED,
     description="DenseFuse (TIP 2019) grey model, official PyTorch port weights and test pipeline",
 )

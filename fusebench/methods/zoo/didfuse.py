@@ -168,8 +168,7 @@ class DIDFuse(ZooMethod):
 _load = official_loader("encoder", "decoder", key="weight")
 
 
-@register_zoo(
-    "didfuse",
+@register_zoo("didfuse", model=DIDFuse,
     pretrained=PRETRAINED,
     description="DIDFuse (IJCAI 2020), official weights and test pipeline (feature sum, sigmoid, rounding)",
 )

@@ -155,11 +155,11 @@ class EMMA(ZooMethod):
     vi_reader: ClassVar[Reader] = "cv2_float_gray_round"
     out_channels: ClassVar[int] = 1
 
-    def __init__(self, tile_multiple: int = 32, **cfg: Any) -> None:
+    def __init__(self, tile_multiple: int = 32) -> None:
         if tile_multiple <= 0 or tile_multiple % 8:
             raise ValueError(f"tile_multiple must be a positive multiple of 8 (the U-Net's 3 downsamplings); "
                              f"got {tile_multiple}")
-        super().__init__(tile_multiple=tile_multiple, **cfg)
+        super().__init__(tile_multiple=tile_multiple)
         self.tile_multiple = tile_multiple
         self.model = Ufuser()
 
@@ -206,7 +206,7 @@ class EMMA(ZooMethod):
 _load = official_loader("model")  # the official ``Ufuser`` state dict
 
 
-@register_zoo("emma", pretrained=PRETRAINED,
+@register_zoo("emma", model=EMMA, pretrained=PRETRAINED,
               description="EMMA (CVPR 2024), official fusion network and test pipeline (32-grid tiling)")
 def emma(**kwargs: Any) -> EMMA:
     """EMMA with its official weights (``weights=`` a local ``EMMA.pth``, else downloaded)."""

@@ -138,8 +138,7 @@ class IFCNN(ZooMethod):
 _LOAD = official_loader("net", tolerate_missing=("num_batches_tracked",))
 
 
-@register_zoo(
-    "ifcnn", pretrained=PRETRAINED,
+@register_zoo("ifcnn", model=IFCNN, pretrained=PRETRAINED,
     description="IFCNN-MAX (Information Fusion 2020), official weights, official IV pipeline (RGB in, grey out)",
 )
 def ifcnn(weights: str | Path | None = None, random_init: bool = False, **options: object) -> IFCNN:

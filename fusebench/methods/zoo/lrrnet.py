@@ -214,8 +214,7 @@ class LRRNet(ZooMethod):
         return arr.astype(np.uint8)  # in [0, 255), so a plain truncation
 
 
-@register_zoo(
-    "lrrnet", pretrained=PRETRAINED,
+@register_zoo("lrrnet", model=LRRNet, pretrained=PRETRAINED,
     description="LRRNet (TPAMI 2023), official weights, official test pipeline (cv2 grey, min-max, truncate)",
 )
 def lrrnet(weights: str | Path | None = None, random_init: bool = False, **options: object) -> LRRNet:

@@ -132,8 +132,7 @@ class ReCoNet(ZooMethod):
 _load = official_loader("net")  # the official state dict of the network
 
 
-@register_zoo(
-    "reconet",
+@register_zoo("reconet", model=ReCoNet,
     pretrained=RECONET_CFG,
     description="ReCoNet (Huang et al., ECCV 2022), v0 archive weights, official archive/fuse.py pipeline",
 )

@@ -219,8 +219,7 @@ class RFNNest(ZooMethod):
 _load = official_loader("nest", "fusion")  # auto-encoder (nestfuse_gray_1e2), then the fusion network (RFN)
 
 
-@register_zoo(
-    "rfnnest",
+@register_zoo("rfnnest", model=RFNNest,
     pretrained=PRETRAINED,
     description="RFN-Nest (Information Fusion 2021), official two-stage weights and test pipeline",
 )

@@ -249,8 +249,7 @@ class SeAFusion(ZooMethod):
 _load = official_loader("net")  # the official state dict of the network
 
 
-@register_zoo(
-    "seafusion",
+@register_zoo("seafusion", model=SeAFusion,
     pretrained=SEAFUSION_CFG,
     description="SeAFusion (Tang et al., InfFus 2022), official weights and test.py pipeline; RGB output",
 )

@@ -452,8 +452,8 @@ class SwinFusion(ZooMethod):
     vi_reader: ClassVar[Reader] = "cv2_gray"
     out_channels: ClassVar[int] = 1
 
-    def __init__(self, pad_always: bool = True, **cfg: Any) -> None:
-        super().__init__(pad_always=pad_always, **cfg)
+    def __init__(self, pad_always: bool = True) -> None:
+        super().__init__(pad_always=pad_always)
         self.pad_always = pad_always
         self.net = SwinFusionNet()
 
@@ -494,7 +494,7 @@ def _load(model: ZooMethod, paths: list[Path]) -> None:
     load_strict(model, "net", state, paths[0])
 
 
-@register_zoo("swinfusion", pretrained=PRETRAINED,
+@register_zoo("swinfusion", model=SwinFusion, pretrained=PRETRAINED,
               description="SwinFusion (IEEE/CAA JAS 2022), official infrared-visible model and test pipeline")
 def swinfusion(**kwargs: Any) -> SwinFusion:
     """SwinFusion (IVF) with its official weights (``weights=`` a local ``10000_E.pth``, else downloaded)."""

@@ -159,28 +159,25 @@ class TarDAL(ZooMethod):
 _load = official_loader("net")  # the official state dict of the generator
 
 
-@register_zoo(
-    "tardal",
+@register_zoo("tardal", model=TarDAL,
     pretrained=TARDAL_CFGS["tardal"],
     description="TarDAL (Liu et al., CVPR 2022), tardal.pt, official fuse.py pipeline (BatchNorm in train mode)",
 )
-def tardal(**kwargs: Any) -> ZooMethod:
-    return build_zoo(TarDAL, "tardal", TARDAL_CFGS["tardal"], _load, **{"eval_bn": False, **kwargs})
+def tardal(eval_bn: bool = False, **kwargs: Any) -> ZooMethod:
+    return build_zoo(TarDAL, "tardal", TARDAL_CFGS["tardal"], _load, eval_bn=eval_bn, **kwargs)
 
 
-@register_zoo(
-    "tardal-plus",
+@register_zoo("tardal-plus", model=TarDAL,
     pretrained=TARDAL_CFGS["tardal-plus"],
     description="TarDAL (Liu et al., CVPR 2022), tardal+.pt, official fuse.py --eval",
 )
-def tardal_plus(**kwargs: Any) -> ZooMethod:
-    return build_zoo(TarDAL, "tardal-plus", TARDAL_CFGS["tardal-plus"], _load, **{"eval_bn": True, **kwargs})
+def tardal_plus(eval_bn: bool = True, **kwargs: Any) -> ZooMethod:
+    return build_zoo(TarDAL, "tardal-plus", TARDAL_CFGS["tardal-plus"], _load, eval_bn=eval_bn, **kwargs)
 
 
-@register_zoo(
-    "tardal-plusplus",
+@register_zoo("tardal-plusplus", model=TarDAL,
     pretrained=TARDAL_CFGS["tardal-plusplus"],
     description="TarDAL (Liu et al., CVPR 2022), tardal++.pt, official fuse.py --eval",
 )
-def tardal_plusplus(**kwargs: Any) -> ZooMethod:
-    return build_zoo(TarDAL, "tardal-plusplus", TARDAL_CFGS["tardal-plusplus"], _load, **{"eval_bn": True, **kwargs})
+def tardal_plusplus(eval_bn: bool = True, **kwargs: Any) -> ZooMethod:
+    return build_zoo(TarDAL, "tardal-plusplus", TARDAL_CFGS["tardal-plusplus"], _load, eval_bn=eval_bn, **kwargs)

@@ -52,3 +52,18 @@ def test_run_without_cached_weights_fails_fast_with_url_and_path(name: str, offl
     spec = METHODS.get(name).meta["pretrained"].files[0]
     assert spec.url in result.output and str(offline_home / "weights" / name / spec.file) in result.output
     assert not Path("runs").exists() or not any(Path("runs").rglob("*.png"))  # nothing fused
+
+
+@pytest.mark.parametrize("name", sorted(n for n in METHODS.list() if "pretrained" in METHODS.get(n).meta))
+def test_options_are_the_builder_and_the_network_class_parameters(name: str) -> None:
+    """`fusebench info` lists every option of a published network, and a misspelt --set fails before any
+    weights are looked for (it used to be passed on unchecked, and some classes stored it silently)."""
+    import inspect
+
+    from fusebench.methods.base import OptionError, check_method_options, method_options
+
+    spec = method_options(name)
+    own = [p for p in inspect.signature(METHODS.get(name).meta["model"]).parameters if p != "self"]
+    assert not spec.open and sorted(spec.names) == sorted({"weights", "random_init", *own})
+    with pytest.raises(OptionError, match=f"method '{name}' has no option 'tile'"):
+        check_method_options(name, {"tile": 3})
