@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from fusebench.datasets.base import Pair, PairDataset, load_pair
+from fusebench.threads import scoring_split
 
 
 @dataclass
@@ -266,23 +267,26 @@ class InOrderPool:
         self.pool.shutdown(wait=True)
 
 
-def scoring_executor(parallel: int, threads: int) -> Executor:
-    """``parallel`` workers that score batches on CPU with ``threads`` torch threads each.
+def scoring_executor(cores: int) -> tuple[Executor, int, int]:
+    """(pool, workers, torch threads for each) to score batches on ``cores`` CPU cores.
 
-    On Linux they are processes forked now, before any other thread of the pipeline starts (they inherit
-    the imported metrics, so they start in milliseconds): scoring threads in one process contend for the GIL
-    between torch's operations (2 threads: 113 ms a 640x480 pair, 2 processes: 93 ms, 1 alone: 163 ms).
-    Elsewhere (no safe ``fork``) they are threads.
+    On Linux the workers are processes forked now, before any other thread of the pipeline starts (they
+    inherit the imported metrics, so they start in milliseconds), one per core up to 16 (~300 MB each at
+    1280x1024) with one torch thread each: threads in one process contend for the GIL between torch's
+    operations (2 threads: 113 ms a 640x480 pair, 2 processes: 93 ms, 1 alone: 163 ms), and intra-op threads
+    lose when OpenMP's idle workers sleep, as the CLI sets them to. Elsewhere (no safe ``fork``) they are
+    threads, as :func:`fusebench.threads.scoring_split` divides the cores.
     """
     if sys.platform != "linux":
-        return ThreadPoolExecutor(parallel, thread_name_prefix="fusebench-scorer",
-                                  initializer=torch.set_num_threads, initargs=(threads,))
+        parallel, threads = scoring_split(cores)
+        return ThreadPoolExecutor(parallel, thread_name_prefix="fusebench-scorer"), parallel, threads
+    parallel = max(1, min(cores, 16))
     pool = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_scoring_process, initargs=(threads,))
+                               initializer=_scoring_process, initargs=(1,))
     with warnings.catch_warnings():  # Python >= 3.12 warns about fork() beside torch's idle OpenMP threads
         warnings.simplefilter("ignore", DeprecationWarning)
         pool.submit(int).result()  # fork every worker now: with the "fork" context they all start at once
-    return pool
+    return pool, parallel, 1
 
 
 def _scoring_process(threads: int) -> None:

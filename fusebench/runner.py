@@ -372,8 +372,8 @@ def fuse_pipeline(
     DataLoader workers decode and validate the pairs (``indices``: dataset positions, default all), batches
     hold up to ``batch_size`` pairs of one size, the fused images are quantised to 8 bits on the device and
     scored there with ``metrics`` (PNG outputs only: the numbers equal scoring the written file), while a
-    thread pool writes them. On CPU, batches are scored by worker processes, several at once with few torch
-    threads each (:func:`fusebench.pipeline.scoring_executor`). Methods with ``fuse_files`` read their own files.
+    thread pool writes them. On CPU, batches are scored by worker processes, several at once with one torch
+    thread each (:func:`fusebench.pipeline.scoring_executor`). Methods with ``fuse_files`` read their own files.
     ``claim()`` runs before the first write, ``on_fused(id)`` after each; ``flush_timings(timings)`` every few
     seconds and at the end. The seconds spent scoring each batch (summed over the scoring workers) are appended
     to ``scoring_seconds``.
@@ -383,7 +383,7 @@ def fuse_pipeline(
 
     from fusebench.images import to_uint8
     from fusebench.pipeline import InOrderPool, loader, quantise, scoring_executor, to_hwc
-    from fusebench.threads import scoring_split, usable_cores
+    from fusebench.threads import usable_cores
 
     share = range(len(pairs)) if indices is None else indices
     todo = [i for i in share if pairs.pairs[i].id in redo or not output_path(method, fused_dir, pairs.pairs[i]).exists()]
@@ -416,9 +416,9 @@ def fuse_pipeline(
     # scoring: on CPU several batches at once in worker processes (eager metrics scale poorly over intra-op
     # threads), started before any other thread; on accelerators and with compiled kernels one at a time
     cpu_workers = device.type == "cpu" and not compile_metrics and bool(metrics)
-    parallel, score_threads = scoring_split(cores) if cpu_workers else (1, None)
-    scorer = InOrderPool(scored, scoring_executor(parallel, score_threads) if cpu_workers
-                         else ThreadPoolExecutor(1, thread_name_prefix="fusebench-scorer"), limit=2 * parallel)
+    pool, parallel, score_threads = scoring_executor(cores) if cpu_workers else \
+        (ThreadPoolExecutor(1, thread_name_prefix="fusebench-scorer"), 1, None)
+    scorer = InOrderPool(scored, pool, limit=2 * parallel)
     writer = InOrderPool(written, ThreadPoolExecutor(writer_threads, thread_name_prefix="fusebench-writer"),
                          limit=max(4, 2 * batch_size))
     groups = loader(pairs, todo, batch_size=batch_size, workers=workers, pin_memory=device.type == "cuda")

@@ -236,12 +236,13 @@ def _worker_state() -> tuple[int, int]:
 def test_scoring_workers_are_forked_processes_with_their_share_of_threads() -> None:
     from fusebench.pipeline import scoring_executor
 
-    pool = scoring_executor(2, 1)
+    pool, parallel, threads = scoring_executor(2)
     try:
         states = {pool.submit(_worker_state).result() for _ in range(8)}
     finally:
         pool.shutdown()
-    assert os.getpid() not in {pid for pid, _ in states} and {threads for _, threads in states} == {1}
+    assert (parallel, threads) == (2, 1)
+    assert os.getpid() not in {pid for pid, _ in states} and {n for _, n in states} == {1}
 
 
 def test_a_worker_process_that_dies_is_reported_and_the_results_before_it_kept() -> None:
