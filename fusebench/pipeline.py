@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from fusebench.datasets.base import Pair, PairDataset, load_pair
+from fusebench.malloc import keep_freed_memory
 from fusebench.threads import scoring_split
 
 
@@ -294,3 +295,4 @@ def _scoring_process(threads: int) -> None:
     and waits for the batches already handed out), so a worker does not die mid-batch with a traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    keep_freed_memory()  # the metrics allocate the same image-sized temporaries for every pair

@@ -6,9 +6,7 @@ The real images live in ``../shared/datasets`` beside the checkout (or ``$FUSEBE
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,35 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
+from fusebench.malloc import keep_freed_memory
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _raise_malloc_thresholds() -> None:
-    """Keep freed memory in the heap: glibc ``mallopt`` at import (CPU-bound tests allocate large feature maps).
-
-    By default glibc serves each block over 128 KiB-32 MiB with a fresh ``mmap`` and returns it on ``free``, so
-    every large feature map of a zoo network pays its page faults again; with these thresholds they are reused.
-    Same as ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_TOP_PAD_``, which must be set
-    before Python starts. No-op off glibc.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return
-    if not (hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt")):  # glibc only (musl has neither)
-        return
-    mallopt = libc.mallopt
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    big = 2**31 - 1  # mallopt takes an int: 2 GiB, above any single feature map of the zoo tests
-    mallopt(m_mmap_threshold, big)
-    mallopt(m_trim_threshold, big)
-    mallopt(m_top_pad, 2**30)
-
-
-_raise_malloc_thresholds()
+keep_freed_memory()  # CPU-bound tests allocate large feature maps again and again (fusebench/malloc.py)
 
 
 def _shared_datasets() -> Path:
