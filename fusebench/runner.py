@@ -22,9 +22,9 @@ Layout of one run, ``<out>/<name>/<dataset key>/`` (name: ``--name``, default th
 
 The pairs flow through a pipeline (:mod:`fusebench.pipeline`): DataLoader workers decode and validate them,
 pairs of one size are fused in batches (``batch_size``), each fused image is quantised to 8 bits on the device
-and scored there while a thread pool writes its PNG; the numbers equal those of scoring the written PNG (the
-same 8-bit grids, and the metrics score each image on its own), so the files and the CSV do not depend on the
-batch size or the worker count. ``pipeline=False`` keeps the sequential loop (one pair per call, each PNG
+and scored (there on an accelerator, by worker processes on CPU) while a thread pool writes its PNG; the
+numbers equal those of scoring the written PNG (the same 8-bit grids, and the metrics score each image on its
+own), so the files and the CSV do not depend on the batch size or the worker count. ``pipeline=False`` keeps the sequential loop (one pair per call, each PNG
 written, then read back to be scored). A sharded run (``shard=(i, n)``, or one torchrun rank per shard) fuses
 and scores pairs ``i, i+n, ...``; each shard merges its timings and scores under the lock, and the one that
 finds every pair scored writes the CSV and summary.
