@@ -283,16 +283,16 @@ def scoring_executor(cores: int) -> tuple[Executor, int, int]:
         return ThreadPoolExecutor(parallel, thread_name_prefix="fusebench-scorer"), parallel, threads
     parallel = max(1, min(cores, 16))
     pool = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_scoring_process, initargs=(1,))
+                               initializer=_scoring_process)
     with warnings.catch_warnings():  # Python >= 3.12 warns about fork() beside torch's idle OpenMP threads
         warnings.simplefilter("ignore", DeprecationWarning)
         pool.submit(int).result()  # fork every worker now: with the "fork" context they all start at once
     return pool, parallel, 1
 
 
-def _scoring_process(threads: int) -> None:
-    """A scoring process: ``threads`` torch threads; Ctrl-C is the main process's to handle (it stops the run
-    and waits for the batches already handed out), so a worker does not die mid-batch with a traceback."""
+def _scoring_process() -> None:
+    """A scoring process: one torch thread; Ctrl-C is the main process's to handle (it stops the run and
+    waits for the batches already handed out), so a worker does not die mid-batch with a traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     keep_freed_memory()  # the metrics allocate the same image-sized temporaries for every pair
