@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fusebench.datasets.base import Pair, PairDataset, load_pair
 from fusebench.malloc import keep_freed_memory
-from fusebench.threads import scoring_split
+from fusebench.threads import scoring_split, usable_cores
 
 
 @dataclass
@@ -180,16 +180,16 @@ def size_batches(pairs: PairDataset, indices: Sequence[int], batch_size: int) ->
     return [b for _, b in out]
 
 
-def default_workers() -> int:
-    """DataLoader workers: one per core free now, less the main process, at most 8 (0: decode in-process)."""
-    from fusebench.threads import usable_cores
-
-    return max(0, min(8, usable_cores() - 1))
+def default_workers(cores: int | None = None) -> int:
+    """DataLoader workers: one per core (default: those free now), less the main process, at most 8 (0: decode
+    in-process)."""
+    return max(0, min(8, (usable_cores() if cores is None else cores) - 1))
 
 
 def loader(pairs: PairDataset, indices: Sequence[int], *, batch_size: int = 1, workers: int | None = None,
            pin_memory: bool = False) -> Iterator[Group]:
-    """Groups of decoded pairs in batch order (each batch split into groups of one shape)."""
+    """Groups of decoded pairs in batch order (each batch split into groups of one shape); ``workers``
+    default: :func:`default_workers`."""
     workers = default_workers() if workers is None else workers
     batches = size_batches(pairs, indices, batch_size)
     data = DataLoader(DecodedPairs(pairs, indices), batch_sampler=batches, num_workers=workers,

@@ -57,7 +57,7 @@ import torch
 from fusebench import __version__
 from fusebench.datasets import PairDataset, load_dataset
 from fusebench.files import HashCache, atomic_write, file_lock, read_json, sha256_file, write_json
-from fusebench.images import ImageError, write_png
+from fusebench.images import ImageError, image_size, write_png
 from fusebench.methods import FusionMethod, create_method
 from fusebench.methods.base import METHODS, check_method_options
 from fusebench.results import SCHEMA_VERSION, Summary, environment, git_hash, ids_hash, now
@@ -128,13 +128,6 @@ def resolve_profile(name: str) -> str:
     return get_profile(match[0] if match else name).name
 
 
-def _header_size(path: Path) -> tuple[int, int]:
-    """(width, height) as read (EXIF rotation applied), from the header only."""
-    from fusebench.images import image_size
-
-    return image_size(path)
-
-
 def check_image_sizes(pairs: PairDataset, metrics: list[str], max_listed: int = 20) -> None:
     """Every pair's two images have one size, at least as large as each metric's minimum; one error lists
     every offending file (sizes read from the headers, width x height)."""
@@ -144,7 +137,7 @@ def check_image_sizes(pairs: PairDataset, metrics: list[str], max_listed: int = 
     min_side = max(need.values(), default=1)
     mismatched, small = [], []
     for pair in pairs.pairs:
-        (iw, ih), (vw, vh) = _header_size(Path(pair.ir)), _header_size(Path(pair.vi))
+        (iw, ih), (vw, vh) = image_size(pair.ir), image_size(pair.vi)  # headers only, EXIF rotation applied
         if (iw, ih) != (vw, vh):
             mismatched.append(ImageError(pair.ir, f"size {iw}x{ih} differs from the visible image {pair.vi} "
                                                   f"({vw}x{vh}) (width x height)"))
@@ -382,7 +375,7 @@ def fuse_pipeline(
     from tqdm.auto import tqdm
 
     from fusebench.images import to_uint8
-    from fusebench.pipeline import InOrderPool, loader, quantise, scoring_executor, to_hwc
+    from fusebench.pipeline import InOrderPool, default_workers, loader, quantise, scoring_executor, to_hwc
     from fusebench.threads import usable_cores
 
     share = range(len(pairs)) if indices is None else indices
@@ -421,7 +414,8 @@ def fuse_pipeline(
     scorer = InOrderPool(scored, pool, limit=2 * parallel)
     writer = InOrderPool(written, ThreadPoolExecutor(writer_threads, thread_name_prefix="fusebench-writer"),
                          limit=max(4, 2 * batch_size))
-    groups = loader(pairs, todo, batch_size=batch_size, workers=workers, pin_memory=device.type == "cuda")
+    groups = loader(pairs, todo, batch_size=batch_size, workers=default_workers(cores) if workers is None else workers,
+                    pin_memory=device.type == "cuda")
     try:
         for group in groups:
             if group.ir is None:  # the decoder's error, at this pair's turn

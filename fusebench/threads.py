@@ -189,8 +189,14 @@ def torch_threads(n: int) -> Iterator[int]:
             torch.set_num_threads(old)
 
 
+def local_processes() -> int:
+    """Processes of this run on this machine (torchrun's LOCAL_WORLD_SIZE; 1 outside a distributed run)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads to ``threads`` (default: :func:`usable_cores`, or ``$FUSEBENCH_THREADS``).
+    """Set torch's intra-op threads to ``threads`` (default: ``$FUSEBENCH_THREADS``, else this process's share
+    of :func:`usable_cores`: torchrun's local processes split them).
 
     Returns the number set. Called once by each CLI command before heavy work.
     """
@@ -198,6 +204,6 @@ def configure_threads(threads: int | None = None) -> int:
 
     if threads is None and os.environ.get("FUSEBENCH_THREADS"):
         threads = int(os.environ["FUSEBENCH_THREADS"])
-    n = max(1, threads if threads is not None else usable_cores())
+    n = max(1, threads if threads is not None else usable_cores() // local_processes())
     torch.set_num_threads(n)
     return n

@@ -95,8 +95,9 @@ def pretrain_mae(
     """Pre-train an MAE on images; checkpoints, loss CSV/plot and mae.safetensors go to --out."""
     from fusebench.methods.base import WeightsError
     from fusebench.methods.mae.pretrain import PretrainConfig, pretrain
+    from fusebench.threads import configure_threads
     from fusebench.training import CheckpointError, resolve_device
-    from fusebench.training.distributed import configure_threads, init_distributed
+    from fusebench.training.distributed import init_distributed
 
     configure_threads()
     overrides = parse_overrides(settings, config)

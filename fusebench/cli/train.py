@@ -54,8 +54,9 @@ def train(method_name: str, dataset: str, split: str | None, subset: str | None,
     from fusebench.datasets import DatasetError, concat_datasets, load_dataset
     from fusebench.methods import METHODS
     from fusebench.registry import UnknownNameError
+    from fusebench.threads import configure_threads
     from fusebench.training import CheckpointError, resolve_device
-    from fusebench.training.distributed import configure_threads, init_distributed
+    from fusebench.training.distributed import init_distributed
 
     configure_threads()
     overrides = parse_overrides(settings, config)

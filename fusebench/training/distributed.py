@@ -39,21 +39,6 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def local_processes() -> int:
-    """Processes of this run on this machine (torchrun's LOCAL_WORLD_SIZE; 1 outside a distributed run)."""
-    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-
-
-def configure_threads() -> int:
-    """torch threads for one process of this run: the usable cores shared among the local processes."""
-    from fusebench.threads import configure_threads as configure
-    from fusebench.threads import usable_cores
-
-    if os.environ.get("FUSEBENCH_THREADS"):
-        return configure()
-    return configure(max(1, usable_cores() // local_processes()))
-
-
 def init_distributed(device: torch.device) -> torch.device:
     """Join the process group when launched with WORLD_SIZE > 1; returns this rank's device."""
     if not launched():

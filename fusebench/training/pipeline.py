@@ -61,8 +61,7 @@ class StepBatchSampler:
 def default_workers() -> int:
     """DataLoader workers per process: its share of the usable cores (torchrun's local processes share
     them) minus the one its training loop runs on, at most 4 (0: decode in the main process)."""
-    from fusebench.threads import usable_cores
-    from fusebench.training.distributed import local_processes
+    from fusebench.threads import local_processes, usable_cores
 
     return max(0, min(4, usable_cores() // local_processes() - 1))
 
