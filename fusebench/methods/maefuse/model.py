@@ -383,11 +383,12 @@ def _create_maefuse(variant: str, *, weights: str | Path | None = None, random_i
         _load_backbone(model, backbone)
     fusion_path = Path(weights) if weights else None if random_init else _weights_path(cfg["file"])
     if fusion_path is not None:
-        if not weights and cfg["sha256"] and sha256_file(fusion_path) != cfg["sha256"]:
+        digest = sha256_file(fusion_path)
+        if not weights and cfg["sha256"] and digest != cfg["sha256"]:
             raise WeightsError(f"{fusion_path}: sha256 differs from the registered {cfg['sha256'][:12]}...; "
                                "the shipped file was changed, reinstall fusebench")
         model.load_weights(fusion_path)
-        cfg["weights_sha256"] = sha256_file(fusion_path)
+        cfg["weights_sha256"] = digest
         cfg["weights"] = str(fusion_path)
     return model
 
