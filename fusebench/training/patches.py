@@ -17,8 +17,6 @@ workers need no shared epoch state.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +29,7 @@ from torch.utils.data import Dataset
 
 from fusebench.color import luminance
 from fusebench.datasets.base import PairDataset
+from fusebench.files import atomic_write
 
 
 def _recently_used(recent: OrderedDict[int, Tensor], keep: int, i: int, decode: Callable[[int], Tensor]) -> Tensor:
@@ -83,15 +82,13 @@ class PatchDataset(Dataset[tuple[Tensor, Tensor]]):
         if not all(p.exists() for p in paths):
             sample = self.pairs[i]
             arrays = [(t * 255).round().clamp(0, 255).to(torch.uint8) for t in (sample.ir, sample.vi)]
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
             if not all(torch.equal(a.float() / 255.0, t) for a, t in zip(arrays, (sample.ir, sample.vi))):
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
                 skip.touch()
                 return None
             for path, array in zip(paths, arrays):
-                fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".npy")
-                with os.fdopen(fd, "wb") as handle:
+                with atomic_write(path) as handle:  # workers and ranks may race to write the same pair
                     np.save(handle, array.numpy())
-                os.replace(tmp, path)  # atomic: workers and ranks may race to write the same pair
         ir, vi = (np.load(p, mmap_mode="r") for p in paths)
         return ir, vi
 
@@ -105,13 +102,12 @@ class PatchDataset(Dataset[tuple[Tensor, Tensor]]):
                               luminance(torch.from_numpy(np.array(vi)).float() / 255.0)])
             full = F.pad(full[None], (0, max(0, p - w), 0, max(0, p - h)), mode="reflect")[0]
             return self._crop(full, epoch, index)
-        gen = self._generator(epoch, index)
-        top = int(torch.randint(0, h - p + 1, (1,), generator=gen))
-        left = int(torch.randint(0, w - p + 1, (1,), generator=gen))
+        gen = _generator(self.seed, epoch, index)
+        top, left = _corner(h, w, p, gen)
         window = (slice(None), slice(top, top + p), slice(left, left + p))
         crop = torch.cat([torch.from_numpy(np.array(ir[window])).float() / 255.0,
                           luminance(torch.from_numpy(np.array(vi[window])).float() / 255.0)])
-        return self._flips(crop, gen)
+        return _flips(crop, gen, self.flip)
 
     def image(self, i: int) -> Tensor:
         """Pair ``i`` as (2, H, W) float (infrared, visible luminance), padded to at least the patch."""
@@ -134,22 +130,31 @@ class PatchDataset(Dataset[tuple[Tensor, Tensor]]):
         return (*out, pair) if self.with_index else out
 
 
-    def _generator(self, epoch: int, index: int) -> torch.Generator:
-        return torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFFFFFF)
-
     def _crop(self, image: Tensor, epoch: int, index: int) -> Tensor:
-        gen = self._generator(epoch, index)
+        gen = _generator(self.seed, epoch, index)
         _, h, w = image.shape
-        top = int(torch.randint(0, h - self.patch_size + 1, (1,), generator=gen))
-        left = int(torch.randint(0, w - self.patch_size + 1, (1,), generator=gen))
-        return self._flips(image[:, top : top + self.patch_size, left : left + self.patch_size], gen)
+        top, left = _corner(h, w, self.patch_size, gen)
+        return _flips(image[:, top : top + self.patch_size, left : left + self.patch_size], gen, self.flip)
 
-    def _flips(self, crop: Tensor, gen: torch.Generator) -> Tensor:
-        if self.flip and torch.rand((), generator=gen) < 0.5:
-            crop = crop.flip(-1)
-        if self.flip and torch.rand((), generator=gen) < 0.5:
-            crop = crop.flip(-2)
-        return crop
+
+def _generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The random stream of one item in one epoch: crops and flips are a pure function of (seed, epoch, index)."""
+    return torch.Generator().manual_seed(hash((seed, epoch, index)) & 0x7FFFFFFF)
+
+
+def _corner(h: int, w: int, p: int, gen: torch.Generator) -> tuple[int, int]:
+    """Top-left corner of a random p x p window in an h x w image."""
+    top = int(torch.randint(0, h - p + 1, (1,), generator=gen))
+    return top, int(torch.randint(0, w - p + 1, (1,), generator=gen))
+
+
+def _flips(image: Tensor, gen: torch.Generator, flip: bool) -> Tensor:
+    """Random horizontal, then vertical flip (each with probability 1/2) when ``flip``."""
+    if flip and torch.rand((), generator=gen) < 0.5:
+        image = image.flip(-1)
+    if flip and torch.rand((), generator=gen) < 0.5:
+        image = image.flip(-2)
+    return image
 
 
 class WarpDataset(Dataset[tuple[Tensor, Tensor]]):
@@ -186,11 +191,8 @@ class WarpDataset(Dataset[tuple[Tensor, Tensor]]):
         if self.cache_dir is not None:
             path = self.cache_dir / f"{i}_warp{self.size}.npy"
             if not path.exists():
-                self.cache_dir.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".npy")
-                with os.fdopen(fd, "wb") as handle:
+                with atomic_write(path) as handle:
                     np.save(handle, self._decode(i).numpy())
-                os.replace(tmp, path)
             return torch.from_numpy(np.array(np.load(path, mmap_mode="r")))
         return _recently_used(self._recent, self.keep, i, self._decode)
 
@@ -204,10 +206,6 @@ class WarpDataset(Dataset[tuple[Tensor, Tensor]]):
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         image = self.image(index).float() / 255.0
         if self.flip:
-            gen = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFFFFFF)
-            if torch.rand((), generator=gen) < 0.5:
-                image = image.flip(-1)
-            if torch.rand((), generator=gen) < 0.5:
-                image = image.flip(-2)
+            image = _flips(image, _generator(self.seed, epoch, index), flip=True)
         out = (image[:1].contiguous(), image[1:].contiguous())
         return (*out, index) if self.with_index else out
