@@ -3,6 +3,7 @@ lazy datasets equal to the eager ones, checkpoints without frozen weights, appen
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,11 @@ def test_feature_cache_of_the_frozen_encoder(pairs: PairDataset, tmp_path: Path)
     for key, value in runs["memory"].items():
         assert torch.equal(value, runs["disk"][key])
         torch.testing.assert_close(value, runs["off"][key], atol=2e-3, rtol=0)  # bf16 features vs fp32
+    # every pair already cached from the first batch on (a run resumed with a warm disk cache)
+    shutil.copytree(tmp_path / "disk" / "feature_cache", tmp_path / "warm" / "feature_cache")
+    warm = load_file(str(train_guided("maefuse-test", pairs, tmp_path / "warm", device=CPU,
+                                      overrides={**paper, "feature_cache": "disk"}, progress=False)))
+    assert all(torch.equal(value, runs["disk"][key]) for key, value in warm.items())
 
 
 def test_loss_history_appends_without_reading_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -390,8 +390,6 @@ class FeatureCache:
 
     def __init__(self, folder: Path | None) -> None:
         self.folder, self.memory = folder, {}
-        self.grid: tuple[int, int] | None = None
-        self.size: tuple[int, int] | None = None
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -416,13 +414,15 @@ class FeatureCache:
         missing = [j for j, h in enumerate(held) if h is None]
         if missing:
             with torch.no_grad():
-                phi_v, phi_i, self.grid, self.size = model.encode_pair(ir[missing], vi[missing])
+                phi_v, phi_i, _, _ = model.encode_pair(ir[missing], vi[missing])
             for k, j in enumerate(missing):
                 held[j] = torch.stack([phi_v[k], phi_i[k]]).to(torch.bfloat16).cpu()
                 self._put(indices[j], held[j])
         stacked = torch.stack(held).to(ir.device)  # type: ignore[arg-type]
         dtype = torch.bfloat16 if ir.device.type == "cuda" else torch.float32
-        return stacked[:, 0].to(dtype), stacked[:, 1].to(dtype), self.grid, self.size
+        # encode_pair's grid and size for this input (also when every pair was cached: a resumed run)
+        p, (h, w) = model.backbone.patch_size, ir.shape[-2:]
+        return stacked[:, 0].to(dtype), stacked[:, 1].to(dtype), (-(-h // p), -(-w // p)), (h, w)
 
 
 def _versions() -> dict[str, str]:
