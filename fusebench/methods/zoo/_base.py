@@ -80,16 +80,23 @@ def _to_uint8(x: Tensor) -> np.ndarray:
     return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
 
 
-def load_official(path: Path, *, key: str | None = None, strip_prefix: str = "") -> dict[str, Tensor]:
-    """A state dict from an official checkpoint file (``torch.load`` on CPU, tensors only).
+def read_checkpoint(path: Path) -> Any:
+    """An official checkpoint file as ``torch.load`` gives it (on CPU, tensors only); errors name the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure means the same thing to the user
+        raise WeightsError(f"{path}: cannot read the checkpoint, the file is truncated or not one ({exc})") from exc
+
+
+def load_official(path: Path, *, key: str | None = None, strip_prefix: str = "",
+                  checkpoint: Any = None) -> dict[str, Tensor]:
+    """A state dict from an official checkpoint file (``checkpoint``: its :func:`read_checkpoint` when read
+    already, so a file holding several sub-networks is read once).
 
     ``key`` picks a sub-dict (``'weight'``, ``'DIDF_Encoder'``, ...); ``strip_prefix`` removes e.g. the
     ``module.`` of DataParallel. Errors name the file.
     """
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling failure means the same thing to the user
-        raise WeightsError(f"{path}: cannot read the checkpoint, the file is truncated or not one ({exc})") from exc
+    obj = read_checkpoint(path) if checkpoint is None else checkpoint
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
             found = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__

@@ -39,7 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, load_strict, register_zoo
+from fusebench.methods.zoo._base import (
+    ZooMethod,
+    build_zoo,
+    load_official,
+    load_strict,
+    read_checkpoint,
+    register_zoo,
+)
 from fusebench.methods.zoo._io import Reader, image_as_uint
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
@@ -358,8 +365,10 @@ class CDDFuse(ZooMethod):
 
 def _load(model: ZooMethod, paths: list[Path]) -> None:
     """Load the official checkpoint (dict of four DataParallel state dicts) strictly."""
+    checkpoint = read_checkpoint(paths[0])
     for key in CHECKPOINT_KEYS:
-        load_strict(model, key, load_official(paths[0], key=key, strip_prefix="module."), paths[0])
+        state = load_official(paths[0], key=key, strip_prefix="module.", checkpoint=checkpoint)
+        load_strict(model, key, state, paths[0])
 
 
 @register_zoo("cddfuse", model=CDDFuse, pretrained=PRETRAINED,

@@ -45,7 +45,12 @@ from timm.layers import DropPath, Mlp, to_2tuple, trunc_normal_
 from torch import Tensor, nn
 
 from fusebench.methods.zoo._base import ZooMethod, build_zoo, official_loader, register_zoo
-from fusebench.methods.zoo.swinfusion import window_partition, window_reverse  # Swin Transformer's own
+from fusebench.methods.zoo._io import truncate_u8
+from fusebench.methods.zoo.swinfusion import (  # Swin Transformer's own
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
 __all__ = ["PRETRAINED", "DATFuse", "DATFuseModel"]
@@ -207,22 +212,9 @@ class SwinTransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
-        mask = self.calculate_mask(input_resolution) if self.shift_size > 0 else None
+        mask = shifted_window_mask(input_resolution, self.window_size, self.shift_size) if self.shift_size > 0 \
+            else None
         self.register_buffer("attn_mask", mask)
-
-    def calculate_mask(self, x_size: tuple[int, int]) -> Tensor:
-        """The shifted-window attention mask: 0 within a region, -100 across regions."""
-        h, w = x_size
-        img_mask = torch.zeros((1, h, w, 1))
-        ws, ss = self.window_size, self.shift_size
-        cnt = 0
-        for hs in (slice(0, -ws), slice(-ws, -ss), slice(-ss, None)):
-            for wsl in (slice(0, -ws), slice(-ws, -ss), slice(-ss, None)):
-                img_mask[:, hs, wsl, :] = cnt
-                cnt += 1
-        windows = window_partition(img_mask, ws).view(-1, ws * ws)
-        mask = windows.unsqueeze(1) - windows.unsqueeze(2)
-        return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
 
     def forward(self, x: Tensor, x_size: tuple[int, int]) -> Tensor:
         b, c, h, w = x.shape
@@ -238,7 +230,7 @@ class SwinTransformerBlock(nn.Module):
         elif tuple(self.input_resolution) == tuple(x_size):
             mask = self.attn_mask
         else:
-            mask = self.calculate_mask(x_size).to(x.device)
+            mask = shifted_window_mask(x_size, self.window_size, self.shift_size, x.device)
         windows = self.attn(windows, mask=mask).view(-1, self.window_size, self.window_size, c)
         x = window_reverse(windows, self.window_size, h, w)
         if self.shift_size > 0:
@@ -343,7 +335,7 @@ def float_to_uint8(x: np.ndarray, negatives: Literal["wrap", "saturate"] = "wrap
     """NumPy's ``x.astype(np.uint8)`` on x86 for values below 256: truncate toward zero, then keep the low byte
     (``"wrap"``: -13.97 -> -13 -> 243); ``"saturate"`` clips to [0, 255] first (0 for negatives)."""
     if negatives == "saturate":
-        return np.clip(x, 0, 255).astype(np.uint8)
+        return truncate_u8(x)
     return (np.trunc(x).astype(np.int64) % 256).astype(np.uint8)
 
 

@@ -44,8 +44,14 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, to_2tuple, trunc_normal_
 from torch import Tensor, nn
 
-from fusebench.methods.base import WeightsError
-from fusebench.methods.zoo._base import ZooMethod, build_zoo, load_official, load_strict, register_zoo
+from fusebench.methods.zoo._base import (
+    ZooMethod,
+    build_zoo,
+    load_official,
+    load_strict,
+    read_checkpoint,
+    register_zoo,
+)
 from fusebench.methods.zoo._io import Reader
 from fusebench.pretrained import PretrainedCfg, WeightFile
 
@@ -487,11 +493,9 @@ class SwinFusion(ZooMethod):
 
 def _load(model: ZooMethod, paths: list[Path]) -> None:
     """Load the official state dict (or its ``'params'``) strictly, buffers included."""
-    try:
-        state = load_official(paths[0], key="params")
-    except WeightsError:
-        state = load_official(paths[0])
-    load_strict(model, "net", state, paths[0])
+    checkpoint = read_checkpoint(paths[0])
+    key = "params" if isinstance(checkpoint, dict) and "params" in checkpoint else None
+    load_strict(model, "net", load_official(paths[0], key=key, checkpoint=checkpoint), paths[0])
 
 
 @register_zoo("swinfusion", model=SwinFusion, pretrained=PRETRAINED,
