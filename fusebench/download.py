@@ -37,6 +37,11 @@ def fusebench_home() -> Path:
     return Path(os.environ.get("FUSEBENCH_HOME") or "~/.cache/fusebench").expanduser()
 
 
+def offline() -> bool:
+    """``FUSEBENCH_OFFLINE=1`` forbids downloads (as ``HF_HUB_OFFLINE`` does for the Hugging Face hub)."""
+    return os.environ.get("FUSEBENCH_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+
+
 def download_file(
     url: str,
     dest: str | os.PathLike[str],
@@ -60,7 +65,8 @@ def download_file(
         ``dest``.
 
     Raises:
-        DownloadError: unreachable server, HTTP error, repeated interruption, or checksum mismatch.
+        DownloadError: ``FUSEBENCH_OFFLINE=1``, unreachable server, HTTP error, repeated interruption, or
+            checksum mismatch.
     """
     dest = Path(dest)
     expected = sha256.lower() if sha256 else None
@@ -68,6 +74,9 @@ def download_file(
         if expected is None or sha256_file(dest) == expected:
             return dest
         dest.unlink()  # a corrupt or outdated cached copy: fetch it again
+    if offline():
+        raise DownloadError(f"{dest.name} is not in the cache and FUSEBENCH_OFFLINE is set: download {url} and "
+                            f"save it as {dest}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_suffix(dest.suffix + ".part")
     for attempt in range(1, attempts + 1):
@@ -231,8 +240,6 @@ def download_google_drive(
             interruption, or a size/checksum mismatch; the message names the Drive URL and the exact path
             to put the file at.
     """
-    from fusebench.pretrained import offline  # lazy: fusebench.pretrained imports this module
-
     dest = Path(dest)
     expected = sha256.lower() if sha256 else None
     if dest.is_file():

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fusebench.download import DownloadError, download_file, fusebench_home
+from fusebench.download import DownloadError, download_file, fusebench_home, offline
 from fusebench.files import atomic_write
 
 
@@ -49,11 +49,6 @@ class PretrainedCfg:
 
 class WeightsUnavailableError(FileNotFoundError):
     """Official weights that are neither given, nor cached, nor downloadable now; the message says how."""
-
-
-def offline() -> bool:
-    """``FUSEBENCH_OFFLINE=1`` forbids downloads (as ``HF_HUB_OFFLINE`` does for the Hugging Face hub)."""
-    return os.environ.get("FUSEBENCH_OFFLINE", "").strip().lower() in ("1", "true", "yes")
 
 
 def weights_dir(method: str) -> Path:

@@ -186,3 +186,14 @@ def test_not_an_archive(tmp_path: Path) -> None:
     (tmp_path / "x.zip").write_bytes(b"<html>not found</html>")
     with pytest.raises(DownloadError, match="not a zip or tar archive"):
         extract_archive(tmp_path / "x.zip", tmp_path / "out")
+
+
+def test_offline_refuses_before_contacting_the_server(tmp_path, monkeypatch) -> None:
+    """FUSEBENCH_OFFLINE holds for every download (MAE files by URL too), and names where the file goes."""
+    from fusebench.download import DownloadError, download_file
+
+    monkeypatch.setenv("FUSEBENCH_OFFLINE", "1")
+    dest = tmp_path / "cache" / "mae.pth"
+    with pytest.raises(DownloadError, match=r"FUSEBENCH_OFFLINE is set: download http://127\.0\.0\.1:9/mae\.pth") as info:
+        download_file("http://127.0.0.1:9/mae.pth", dest, progress=False)
+    assert str(dest) in str(info.value) and not dest.parent.exists()  # nothing created

@@ -133,7 +133,7 @@ def load_dataset(
 
 def _missing(name: str, root: str | os.PathLike[str] | None) -> bool:
     """A built-in benchmark whose folder is not under the data root, and downloads are allowed."""
-    from fusebench.pretrained import offline
+    from fusebench.download import offline
 
     bench = BENCHMARKS.get(name)
     return bench is not None and bench.folder is None and not (data_root(root) / name).is_dir() and not offline()
