@@ -131,9 +131,9 @@ def resolve_profile(name: str) -> str:
 def check_image_sizes(pairs: PairDataset, metrics: list[str], max_listed: int = 20) -> None:
     """Every pair's two images have one size, at least as large as each metric's minimum; one error lists
     every offending file (sizes read from the headers, width x height)."""
-    from fusebench.metrics import get_metric
+    from fusebench.datasets.verify import min_sizes
 
-    need = {m: int(get_metric(m).meta.get("min_size", 1)) for m in metrics}
+    need = min_sizes(metrics)
     min_side = max(need.values(), default=1)
     mismatched, small = [], []
     for pair in pairs.pairs:

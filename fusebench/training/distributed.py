@@ -30,10 +30,6 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def is_main() -> bool:
-    return world()[0] == 0
-
-
 def launched() -> bool:
     """True when started by torchrun (or another launcher) with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

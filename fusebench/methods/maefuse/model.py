@@ -49,9 +49,6 @@ PAPER = "doi:10.1109/TIP.2025.3541562 (arXiv 2404.11016)"
 #: + the fusion layer (fp16)
 COMPACT_FILE = "maefuse_compact.safetensors"
 OFFICIAL_WEIGHTS_URL = "https://drive.google.com/file/d/18N6tn78VztQOvobVWu6J-RJHo3jsBKkk"
-#: the MaeFuse "resume" MAE (ViT-L encoder + 4-block decoder retrained at 640): the paper's starting point and
-#: the default backbone of ``fusebench train --method maefuse`` (an MAE weights name, downloaded on first use)
-RESUME_MAE_WEIGHTS = RESUME_MAE  # "maefuse_resume_mae"
 #: the patch grid the released MaeFuse was trained and run at (640 x 640 warps, patch 16)
 OFFICIAL_GRID = (40, 40)
 LARGE_INPUT_MODES = ("tile", "warp", "error")
@@ -68,7 +65,7 @@ def _cfg(**kw: Any) -> dict[str, Any]:
 
 
 default_cfgs: dict[str, dict[str, Any]] = {
-    "maefuse": _cfg(train_backbone=RESUME_MAE_WEIGHTS,
+    "maefuse": _cfg(train_backbone=RESUME_MAE,
                     notes="ViT-L/16. No fusebench-trained weights are published: train with `fusebench train "
                     "--method maefuse` (from MaeFuse's 'resume' MAE by default), or use maefuse-compact."),
     "maefuse-base": _cfg(arch="base", notes="ViT-B/16; train with `fusebench train --method maefuse-base`."),
